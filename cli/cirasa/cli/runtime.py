@@ -1,0 +1,72 @@
+"""Putting services together: one per process against RabbitMQ, or all five in one process (dev)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+
+import uvicorn
+from fastapi import FastAPI
+
+from cirasa.accounting.service import Accounting
+from cirasa.common.bus import Bus, MemoryBroker, MemoryBus, RabbitBus
+from cirasa.common.http import service_app
+from cirasa.common.service import Service
+from cirasa.common.settings import Settings
+from cirasa.common.store import Inbox, database_name, open_client
+from cirasa.gateway.app import create_app
+from cirasa.gateway.service import Gateway
+from cirasa.monitor.service import Monitor
+from cirasa.planner.service import Planner
+from cirasa.scheduler.service import Scheduler
+
+SERVICES: dict[str, type[Service]] = {
+    cls.name: cls for cls in (Gateway, Planner, Scheduler, Monitor, Accounting)
+}
+
+
+def build_service(name: str, settings: Settings, memory: MemoryBroker | None = None) -> Service:
+    """A service with its own database and its own bus connection."""
+    db = open_client(settings)[database_name(settings, name)]
+    inbox = Inbox(db)
+    bus: Bus
+    if memory is not None:
+        bus = MemoryBus(name, memory, settings.exchange, inbox)
+    else:
+        bus = RabbitBus(name, settings.amqp_url, settings.exchange, inbox, settings.prefetch)
+    return SERVICES[name](settings, bus, db)
+
+
+def http_app(services: Sequence[Service]) -> FastAPI:
+    gateway = next((s for s in services if isinstance(s, Gateway)), None)
+    if gateway is not None:
+        return create_app(gateway, services)
+    return service_app(services, title=f"CIRASA {services[0].name}")
+
+
+async def serve(services: Sequence[Service], settings: Settings) -> None:
+    """Start the services, serve HTTP until SIGINT/SIGTERM, then stop in reverse order."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+    for service in services:
+        await service.start()
+    config = uvicorn.Config(http_app(services), host=settings.http_host, port=settings.http_port,
+                            log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    try:
+        await server.serve()
+    finally:
+        for service in reversed(services):
+            await service.stop()
+
+
+def run(names: Sequence[str], settings: Settings, memory: bool) -> None:
+    broker = MemoryBroker() if memory else None
+    services = [build_service(n, settings, broker) for n in names]
+    asyncio.run(serve(services, settings))

@@ -1,0 +1,1 @@
+"""Compute backends: where and how a job's processes actually run."""

@@ -1,0 +1,125 @@
+"""What every bus does the same way: subscriptions, decoding, dedupe, retries and dead-lettering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import structlog
+from pydantic import ValidationError
+
+from cirasa.common.events import Event
+from cirasa.common.metrics import EVENT_HANDLING, EVENTS_CONSUMED
+from cirasa.common.store import Inbox
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E], Awaitable[None]]
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+    RETRY = "retried"
+
+
+@dataclass(frozen=True)
+class Subscription(Generic[E]):
+    queue: str
+    event_cls: type[E]
+    handler: Handler[E]
+
+
+class Bus(ABC):
+    """Publishes events and feeds subscribed handlers, at least once, acked after the handler."""
+
+    max_attempts = 5
+    retry_backoff_s = 0.5
+
+    def __init__(self, service: str, exchange: str, inbox: Inbox | None = None) -> None:
+        self.service = service
+        self.exchange = exchange
+        self.inbox = inbox
+        self.subscriptions: list[Subscription[Any]] = []
+        self._attempts: OrderedDict[str, int] = OrderedDict()
+
+    def queue_name(self, event_cls: type[Event]) -> str:
+        return f"{self.exchange}.{self.service}.{event_cls.routing_key}"
+
+    def subscribe(self, event_cls: type[E], handler: Handler[E]) -> None:
+        self.subscriptions.append(Subscription(self.queue_name(event_cls), event_cls, handler))
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def publish(self, event: Event) -> None:
+        """Return only once the broker has the event durably (publisher confirm)."""
+
+    @abstractmethod
+    async def dead_letter(self, body: bytes, routing_key: str, queue: str, error: str) -> None: ...
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    async def consume(self, sub: Subscription[Any], body: bytes, routing_key: str) -> Outcome:
+        """Handle one delivery; the caller acks unless the outcome is RETRY (then it requeues)."""
+        name = sub.event_cls.__name__
+        try:
+            event = sub.event_cls.model_validate_json(body)
+        except ValidationError as exc:
+            await self._poison(sub, body, routing_key, f"malformed {name}: {_short(exc)}", name)
+            return Outcome.DEAD_LETTERED
+        if self.inbox is not None and await self.inbox.seen(sub.queue, event.event_id):
+            EVENTS_CONSUMED.labels(self.service, name, Outcome.DUPLICATE).inc()
+            return Outcome.DUPLICATE
+        started = time.perf_counter()
+        try:
+            await sub.handler(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempts = self._count_attempt(event.event_id)
+            log.warning("event.handler_failed", queue=sub.queue, event_id=event.event_id, attempt=attempts,
+                        error=repr(exc))
+            if attempts >= self.max_attempts:
+                await self._poison(sub, body, routing_key, f"handler failed {attempts} times: {exc!r}", name)
+                return Outcome.DEAD_LETTERED
+            EVENTS_CONSUMED.labels(self.service, name, Outcome.RETRY).inc()
+            await asyncio.sleep(self.retry_backoff_s * attempts)
+            return Outcome.RETRY
+        EVENT_HANDLING.labels(self.service, name).observe(time.perf_counter() - started)
+        self._attempts.pop(event.event_id, None)
+        if self.inbox is not None:
+            await self.inbox.mark(sub.queue, event.event_id)
+        EVENTS_CONSUMED.labels(self.service, name, Outcome.OK).inc()
+        return Outcome.OK
+
+    async def _poison(self, sub: Subscription[Any], body: bytes, routing_key: str, error: str, name: str) -> None:
+        log.error("event.dead_lettered", queue=sub.queue, error=error)
+        await self.dead_letter(body, routing_key, sub.queue, error)
+        EVENTS_CONSUMED.labels(self.service, name, Outcome.DEAD_LETTERED).inc()
+
+    def _count_attempt(self, event_id: str) -> int:
+        attempts = self._attempts.pop(event_id, 0) + 1
+        self._attempts[event_id] = attempts
+        while len(self._attempts) > 10_000:
+            self._attempts.popitem(last=False)
+        return attempts
+
+
+def _short(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5]]
+    return "; ".join(parts)

@@ -1,0 +1,246 @@
+"""The public event contract: envelope, job states and every event type.
+
+Other CIRASA components consume these events, so they change only compatibly: new optional
+fields are fine, renames and removals need a new ``version``. The AsyncAPI document is generated
+from these models (``cirasa asyncapi``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class JobState(StrEnum):
+    """caesar-rest's job states; the last four are sinks."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    ABORTED = "ABORTED"
+    CANCELED = "CANCELED"
+    TIMED_OUT = "TIMED-OUT"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+
+TERMINAL_STATES: tuple[str, ...] = tuple(s.value for s in JobState if s.is_terminal)
+
+
+class Resources(BaseModel):
+    """What a job runs with: cores, memory and wall time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cores: int = Field(ge=1, le=4096)
+    memory_gib: float = Field(gt=0, le=65536)
+    duration_s: int = Field(ge=1, le=366 * 86400, description="wall-time limit in seconds")
+
+
+class ResourceRequest(BaseModel):
+    """A range the planner may choose from; the offer picks values inside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_cores: int = Field(1, ge=1, le=4096)
+    max_cores: int = Field(1, ge=1, le=4096)
+    min_memory_gib: float = Field(1.0, gt=0, le=65536)
+    max_memory_gib: float = Field(1.0, gt=0, le=65536)
+    duration_s: int = Field(3600, ge=1, le=366 * 86400)
+
+
+class InputFile(BaseModel):
+    """A user file, named by its id and its path relative to the shared data root."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: str
+    relpath: str
+    size_bytes: int = 0
+
+
+class Event(BaseModel):
+    """The envelope every event carries."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    routing_key: ClassVar[str]
+
+    event_id: str = Field(default_factory=new_id)
+    type: str
+    version: int = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    producer: str = "unknown"
+    correlation_id: str = Field(description="the job or proposal this event belongs to")
+    causation_id: str | None = Field(None, description="event_id of the event that caused this one")
+    user: str = "anonymous"
+
+
+class TaskProposed(Event):
+    """Someone asks: can this task run, where and when?"""
+
+    routing_key: ClassVar[str] = "task.proposed"
+    type: Literal["TaskProposed"] = "TaskProposed"
+
+    app: str
+    options: dict[str, Any] = Field(default_factory=dict, description="validated app options")
+    inputs: list[InputFile] = Field(default_factory=list)
+    resources: ResourceRequest = Field(default_factory=ResourceRequest)
+    start_after: datetime | None = None
+    start_before: datetime | None = None
+    auto_accept: bool = Field(True, description="accept the best offer at once (caesar-rest POST /job)")
+    tag: str = ""
+
+
+class OfferMade(Event):
+    """A platform's answer to a proposal: an offer, or a NO with reasons."""
+
+    routing_key: ClassVar[str] = "offer.made"
+    type: Literal["OfferMade"] = "OfferMade"
+
+    offer_id: str
+    platform: str | None = None
+    accepted: bool = Field(description="False means NO: see reasons")
+    resources: Resources | None = None
+    start: datetime | None = None
+    expires_at: datetime | None = None
+    cost_core_hours: float | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class JobSubmitted(Event):
+    """An offer was accepted: run this task on this platform with these resources."""
+
+    routing_key: ClassVar[str] = "job.submitted"
+    type: Literal["JobSubmitted"] = "JobSubmitted"
+
+    job_id: str
+    offer_id: str
+    platform: str
+    backend: str
+    resources: Resources
+    app: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[InputFile] = Field(default_factory=list)
+
+
+class JobDispatched(Event):
+    """The scheduler handed the job to its backend (or failed to)."""
+
+    routing_key: ClassVar[str] = "job.dispatched"
+    type: Literal["JobDispatched"] = "JobDispatched"
+
+    job_id: str
+    platform: str
+    backend: str
+    backend_job_id: str | None = None
+    job_dir: str | None = Field(None, description="job directory relative to the jobs root")
+    duration_s: int = 0
+    error: str | None = None
+    canceled: bool = Field(False, description="cancelled before it reached the backend")
+
+
+class JobStateChanged(Event):
+    """A job moved to a new state. Consumers apply it only if ``seq`` is newer than theirs."""
+
+    routing_key: ClassVar[str] = "job.state_changed"
+    type: Literal["JobStateChanged"] = "JobStateChanged"
+
+    job_id: str
+    platform: str | None = None
+    state: JobState
+    status: str = ""
+    exit_code: int = -1
+    elapsed_s: float = 0.0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seq: int = Field(ge=0, description="per-job, monotonically increasing")
+    app: str | None = None
+
+
+class CancelRequested(Event):
+    """A user asked to cancel a job."""
+
+    routing_key: ClassVar[str] = "job.cancel_requested"
+    type: Literal["CancelRequested"] = "CancelRequested"
+
+    job_id: str
+    reason: str = "Job canceled by user"
+
+
+class FileUploaded(Event):
+    routing_key: ClassVar[str] = "file.uploaded"
+    type: Literal["FileUploaded"] = "FileUploaded"
+
+    file_id: str
+    size_bytes: int
+
+
+class FileDeleted(Event):
+    routing_key: ClassVar[str] = "file.deleted"
+    type: Literal["FileDeleted"] = "FileDeleted"
+
+    file_id: str
+    size_bytes: int
+
+
+class UsageUpdated(Event):
+    """Accounting's view of one user's usage, or of the whole platform when ``user`` is ``*``."""
+
+    routing_key: ClassVar[str] = "usage.updated"
+    type: Literal["UsageUpdated"] = "UsageUpdated"
+
+    usage: dict[str, Any]
+
+
+AnyEvent = Annotated[
+    TaskProposed
+    | OfferMade
+    | JobSubmitted
+    | JobDispatched
+    | JobStateChanged
+    | CancelRequested
+    | FileUploaded
+    | FileDeleted
+    | UsageUpdated,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        TaskProposed,
+        OfferMade,
+        JobSubmitted,
+        JobDispatched,
+        JobStateChanged,
+        CancelRequested,
+        FileUploaded,
+        FileDeleted,
+        UsageUpdated,
+    )
+}
+
+_any_event: TypeAdapter[Event] = TypeAdapter(AnyEvent)  # type: ignore[arg-type]
+
+
+def decode_event(body: bytes | str | dict[str, Any]) -> Event:
+    """Parse any event from its JSON form; raises pydantic.ValidationError on bad input."""
+    if isinstance(body, dict):
+        return _any_event.validate_python(body)
+    return _any_event.validate_json(body)

@@ -1,0 +1,36 @@
+"""Prometheus metrics shared by every service (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PUBLISHED = Counter(
+    "cirasa_events_published_total", "Events published and confirmed by the broker", ["service", "event"]
+)
+EVENTS_CONSUMED = Counter(
+    "cirasa_events_consumed_total",
+    "Events taken from a queue, by outcome (ok, duplicate, dead_lettered, retried)",
+    ["service", "event", "outcome"],
+)
+EVENT_HANDLING = Histogram(
+    "cirasa_event_handling_seconds",
+    "Time spent handling one event",
+    ["service", "event"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HTTP_REQUESTS = Counter(
+    "cirasa_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
+)
+JOB_TRANSITIONS = Counter("cirasa_jobs_total", "Job state transitions seen by the monitor", ["state"])
+JOBS_ACTIVE = Gauge("cirasa_jobs_active", "Jobs PENDING or RUNNING, per platform", ["platform", "state"])
+OUTBOX_PENDING = Gauge("cirasa_outbox_pending", "Events written but not yet confirmed by the broker", ["service"])
+PLATFORM_RESERVED_CORES = Gauge(
+    "cirasa_platform_reserved_cores", "Cores held by offers and running jobs", ["platform"]
+)
+PLATFORM_TOTAL_CORES = Gauge("cirasa_platform_total_cores", "Cores a platform offers", ["platform"])
+SUBMIT_TO_START = Histogram(
+    "cirasa_submit_to_start_seconds",
+    "From the proposal to the job running",
+    ["platform"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)

@@ -1,0 +1,98 @@
+"""Settings from environment variables (``CIRASA_*``) and an optional YAML file (``CIRASA_CONFIG``).
+
+Environment variables win over the file; nested values use ``__`` (``CIRASA_GATEWAY__MAX_UPLOAD_MIB``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+BackendKind = Literal["local", "slurm", "kubernetes"]
+
+
+class PlatformConfig(BaseModel):
+    """One compute platform the planner may offer."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    backend: BackendKind = "local"
+    cores: int = Field(ge=1)
+    memory_gib: float = Field(gt=0)
+    max_duration_s: int = Field(ge=1)
+    apps: list[str] | None = Field(None, description="apps it can run; None means every runnable app")
+    offer_ttl_s: int = Field(60, ge=1, description="how long an unaccepted offer holds its reservation")
+
+
+def _default_platforms() -> list[PlatformConfig]:
+    cores = max(1, os.cpu_count() or 1)
+    return [PlatformConfig(name="local", backend="local", cores=cores, memory_gib=4.0, max_duration_s=6 * 3600)]
+
+
+class GatewaySettings(BaseModel):
+    max_upload_mib: int = Field(1024, ge=1, description="largest accepted upload")
+    auto_accept: bool = True
+
+
+class MonitorSettings(BaseModel):
+    poll_interval_s: float = Field(0.25, gt=0)
+    reconcile_interval_s: float = Field(10.0, gt=0)
+    start_timeout_s: float = Field(300.0, gt=0, description="dispatched jobs that never start fail after this")
+    submit_timeout_s: float = Field(600.0, gt=0, description="submitted jobs never dispatched fail after this")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CIRASA_", env_nested_delimiter="__", extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    exchange: str = "cirasa.events"
+    mongodb_url: str | None = Field(None, description="unset means the in-memory store")
+    db_prefix: str = "cirasa"
+    data_dir: Path = Path("var/data")
+    jobs_dir: Path = Path("var/jobs")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True
+    prefetch: int = Field(32, ge=1)
+    outbox_sweep_s: float = Field(2.0, gt=0)
+    platforms: list[PlatformConfig] = Field(default_factory=_default_platforms)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+
+    @field_validator("platforms")
+    @classmethod
+    def _unique_names(cls, value: list[PlatformConfig]) -> list[PlatformConfig]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"platform names must be unique, got {names}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CIRASA_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"CIRASA_CONFIG points to {config_file!r}, which is not a file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,155 @@
+"""Accounting: per-user usage and platform-wide stats, from events only.
+
+Events update this service's own copies of jobs and files (seq-guarded, idempotent) and mark the
+user dirty; a loop recomputes dirty users about once a second and publishes UsageUpdated (per user,
+and for ``*``, the whole platform) in caesar-rest's field names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pymongo import ASCENDING, IndexModel
+
+from cirasa.common.events import (
+    FileDeleted,
+    FileUploaded,
+    JobState,
+    JobStateChanged,
+    TaskProposed,
+    UsageUpdated,
+    utcnow,
+)
+from cirasa.common.outbox import outbox_push
+from cirasa.common.paths import safe_user
+from cirasa.common.service import Loop, Service, every
+
+JOBS, FILES, USAGE = "jobs", "files", "usage"
+ALL_USERS = "*"
+
+_STATE_FIELDS = {
+    JobState.SUCCESS.value: "njobs_completed",
+    JobState.FAILURE.value: "njobs_failed",
+    JobState.ABORTED.value: "njobs_aborted",
+    JobState.PENDING.value: "njobs_pending",
+    JobState.RUNNING.value: "njobs_running",
+}
+
+
+class Accounting(Service):
+    name: ClassVar[str] = "accounting"
+    outbox_collections: ClassVar[tuple[str, ...]] = (USAGE,)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.jobs, self.files, self.usage = self.db[JOBS], self.db[FILES], self.db[USAGE]
+
+    def indexes(self) -> dict[str, Sequence[IndexModel]]:
+        return {JOBS: [IndexModel([("user", ASCENDING)])], FILES: [IndexModel([("user", ASCENDING)])],
+                USAGE: [IndexModel([("dirty", ASCENDING)])]}
+
+    def register(self) -> None:
+        self.bus.subscribe(TaskProposed, self.on_task_proposed)
+        self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
+        self.bus.subscribe(FileUploaded, self.on_file_uploaded)
+        self.bus.subscribe(FileDeleted, self.on_file_deleted)
+
+    def loops(self) -> list[Loop]:
+        return [self._publish_loop]
+
+    async def _publish_loop(self, stop: asyncio.Event) -> None:
+        await every(1.0, stop, self.publish_dirty)
+
+    async def on_task_proposed(self, ev: TaskProposed) -> None:
+        await self.jobs.update_one(
+            {"_id": ev.correlation_id},
+            {"$set": {"user": ev.user, "app": ev.app},
+             "$setOnInsert": {"state": JobState.PENDING.value, "seq": 0, "elapsed_s": 0.0}},
+            upsert=True,
+        )
+        await self._mark_dirty(ev.user)
+
+    async def on_job_state_changed(self, ev: JobStateChanged) -> None:
+        await self.jobs.update_one({"_id": ev.job_id}, {"$setOnInsert": {"seq": 0, "user": ev.user, "app": ev.app}},
+                                   upsert=True)
+        result = await self.jobs.update_one(
+            {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": [s.value for s in JobState if s.is_terminal]}},
+            {"$set": {"state": ev.state.value, "seq": ev.seq, "elapsed_s": max(ev.elapsed_s, 0.0)}},
+        )
+        if result.modified_count:
+            await self._mark_dirty(ev.user)
+
+    async def on_file_uploaded(self, ev: FileUploaded) -> None:
+        await self.files.update_one({"_id": ev.file_id}, {"$setOnInsert": {
+            "user": ev.user, "size_bytes": ev.size_bytes, "deleted": False}}, upsert=True)
+        await self._mark_dirty(ev.user)
+
+    async def on_file_deleted(self, ev: FileDeleted) -> None:
+        await self.files.update_one({"_id": ev.file_id}, {"$set": {"user": ev.user, "size_bytes": ev.size_bytes,
+                                                                   "deleted": True}}, upsert=True)
+        await self._mark_dirty(ev.user)
+
+    async def _mark_dirty(self, user: str) -> None:
+        for who in (user, ALL_USERS):
+            await self.usage.update_one({"_id": who}, {"$set": {"dirty": True},
+                                                       "$setOnInsert": {"outbox": []}}, upsert=True)
+
+    async def publish_dirty(self) -> None:
+        async for doc in self.usage.find({"dirty": True}, {"_id": 1}):
+            who = doc["_id"]
+            # clear the flag first: an event landing while we compute marks it dirty again
+            await self.usage.update_one({"_id": who}, {"$set": {"dirty": False}})
+            usage = await (self.platform_usage() if who == ALL_USERS else self.user_usage(who))
+            event = UsageUpdated(producer=self.name, correlation_id=f"usage:{who}", user=who, usage=usage)
+            await self.usage.update_one({"_id": who}, {"$set": {"current": usage}, "$push": outbox_push([event])})
+            await self.relay.flush(self.usage, who)
+
+    async def user_usage(self, user: str) -> dict[str, Any]:
+        jobs = [d async for d in self.jobs.find({"user": user}, {"state": 1, "elapsed_s": 1})]
+        files = [d async for d in self.files.find({"user": user, "deleted": False}, {"size_bytes": 1})]
+        out = _job_counts(jobs)
+        out["datasize"] = round(sum(f["size_bytes"] for f in files) / 1024, 3)
+        out["jobsize"] = await asyncio.to_thread(_dir_kib, self.settings.jobs_dir / safe_user(user))
+        out["timestamp"] = utcnow().isoformat()
+        return out
+
+    async def platform_usage(self) -> dict[str, Any]:
+        jobs = [d async for d in self.jobs.find({}, {"state": 1, "elapsed_s": 1, "user": 1})]
+        files = [d async for d in self.files.find({"deleted": False}, {"size_bytes": 1, "user": 1})]
+        out = _job_counts(jobs)
+        out["nusers"] = len({d.get("user") for d in jobs} | {f.get("user") for f in files})
+        out["datasize"] = round(sum(f["size_bytes"] for f in files) / 1024, 3)
+        out["jobsize"] = await asyncio.to_thread(_dir_kib, self.settings.jobs_dir)
+        out["totsize"] = round(out["datasize"] + out["jobsize"], 3)
+        done = out["njobs_completed"]
+        out["avg_completed_job_runtime"] = out["job_completed_runtime"] / done if done else 0.0
+        out["timestamp"] = utcnow().isoformat()
+        return out
+
+
+def _job_counts(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"njobs": len(jobs), "njobs_unknown": 0, "job_runtime": 0.0, "job_completed_runtime": 0.0}
+    out.update({f: 0 for f in _STATE_FIELDS.values()})
+    for job in jobs:
+        field = _STATE_FIELDS.get(job.get("state", ""), "njobs_unknown")
+        out[field] += 1
+        elapsed = float(job.get("elapsed_s") or 0.0)
+        out["job_runtime"] += elapsed
+        if job.get("state") == JobState.SUCCESS.value:
+            out["job_completed_runtime"] += elapsed
+    return out
+
+
+def _dir_kib(path: Path) -> float:
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return round(total / 1024, 3)

@@ -1,0 +1,188 @@
+"""The gateway's state: user files, the jobs read model and usage, fed by events.
+
+Writes that other services must hear about carry their event in the same document update
+(outbox) and are flushed before the HTTP answer, so a 202 means the broker has the proposal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from cirasa.common.apps.registry import App
+from cirasa.common.events import (
+    TERMINAL_STATES,
+    CancelRequested,
+    FileDeleted,
+    FileUploaded,
+    InputFile,
+    JobState,
+    JobStateChanged,
+    OfferMade,
+    TaskProposed,
+    UsageUpdated,
+    new_id,
+    utcnow,
+)
+from cirasa.common.outbox import outbox_entries, outbox_push
+from cirasa.common.paths import safe_user
+from cirasa.common.service import Service
+from cirasa.gateway.uploads import ReceivedFile
+
+FILES, JOBS, USAGE = "files", "jobs", "usage"
+HIDDEN = {"_id": 0, "outbox": 0, "relpath": 0, "user": 0, "deleted": 0, "seq": 0}
+
+
+@dataclass(frozen=True)
+class NewJob:
+    app: App
+    options: dict[str, Any]
+    job_inputs: Any
+    file: dict[str, Any]
+    tag: Any
+
+
+class Gateway(Service):
+    name: ClassVar[str] = "gateway"
+    outbox_collections: ClassVar[tuple[str, ...]] = (FILES, JOBS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.files, self.jobs, self.usage = self.db[FILES], self.db[JOBS], self.db[USAGE]
+
+    def indexes(self) -> dict[str, Sequence[IndexModel]]:
+        return {
+            FILES: [IndexModel([("user", ASCENDING), ("filedate", DESCENDING)])],
+            JOBS: [IndexModel([("user", ASCENDING), ("submit_date", DESCENDING)])],
+        }
+
+    def register(self) -> None:
+        self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
+        self.bus.subscribe(OfferMade, self.on_offer_made)
+        self.bus.subscribe(UsageUpdated, self.on_usage_updated)
+
+    # --- read model -----------------------------------------------------------------------
+
+    async def on_job_state_changed(self, ev: JobStateChanged) -> None:
+        changes: dict[str, Any] = {"state": ev.state.value, "status": ev.status, "seq": ev.seq,
+                                   "exit_code": ev.exit_code, "elapsed_time": round(ev.elapsed_s, 3)}
+        if ev.platform:
+            changes["platform"] = ev.platform
+        if ev.started_at:
+            changes["start_date"] = ev.started_at.isoformat()
+        if ev.finished_at:
+            changes["end_date"] = ev.finished_at.isoformat()
+        await self.jobs.update_one(
+            {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}},
+            {"$set": changes},
+        )
+
+    async def on_offer_made(self, ev: OfferMade) -> None:
+        if ev.accepted and ev.platform:
+            await self.jobs.update_one(
+                {"_id": ev.correlation_id, "seq": 0},
+                {"$set": {"platform": ev.platform, "status": f"Offer accepted on platform {ev.platform}",
+                          "resources": ev.resources.model_dump() if ev.resources else None}},
+            )
+
+    async def on_usage_updated(self, ev: UsageUpdated) -> None:
+        await self.usage.update_one({"_id": ev.user}, {"$set": {"usage": ev.usage, "at": ev.occurred_at}},
+                                    upsert=True)
+
+    # --- files ----------------------------------------------------------------------------
+
+    def user_dir(self, user: str) -> Path:
+        return self.settings.data_dir / safe_user(user)
+
+    async def register_file(self, user: str, received: ReceivedFile, fmt: str) -> dict[str, Any]:
+        file_id = new_id()
+        relpath = f"{safe_user(user)}/{file_id}.{fmt}"
+        dest = self.settings.data_dir / relpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(received.tmp_path, dest)
+        doc = {
+            "_id": file_id, "fileid": file_id, "user": user, "relpath": relpath,
+            "filename_orig": received.filename, "fileext": fmt, "filesize": received.size_bytes / 2**20,
+            "size_bytes": received.size_bytes, "filedate": utcnow().isoformat(), "metadata": "",
+            "tag": received.tag, "deleted": False,
+            "outbox": outbox_entries([FileUploaded(producer=self.name, correlation_id=file_id, user=user,
+                                                   file_id=file_id, size_bytes=received.size_bytes)]),
+        }
+        try:
+            await self.files.insert_one(doc)
+        except Exception:
+            dest.unlink(missing_ok=True)
+            raise
+        await self.relay.flush(self.files, file_id)
+        return doc
+
+    async def find_file(self, user: str, file_id: str) -> dict[str, Any] | None:
+        return await self.files.find_one({"_id": file_id, "user": user, "deleted": False})  # type: ignore[no-any-return]
+
+    async def list_files(self, user: str) -> list[dict[str, Any]]:
+        cursor = self.files.find({"user": user, "deleted": False}, HIDDEN | {"size_bytes": 0})
+        return [d async for d in cursor.sort("filedate", ASCENDING)]
+
+    async def delete_file(self, user: str, doc: dict[str, Any]) -> bool:
+        event = FileDeleted(producer=self.name, correlation_id=doc["_id"], user=user, file_id=doc["_id"],
+                            size_bytes=doc.get("size_bytes", 0))
+        result = await self.files.update_one({"_id": doc["_id"], "deleted": False},
+                                             {"$set": {"deleted": True, "deleted_at": utcnow()},
+                                              "$push": outbox_push([event])})
+        if result.modified_count != 1:
+            return False
+        (self.settings.data_dir / doc["relpath"]).unlink(missing_ok=True)
+        await self.relay.flush(self.files, doc["_id"])
+        return True
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def submit_job(self, user: str, new: NewJob) -> dict[str, Any]:
+        job_id = new_id()
+        now = utcnow()
+        proposal = TaskProposed(
+            producer=self.name, correlation_id=job_id, user=user, app=new.app.name, options=new.options,
+            inputs=[InputFile(file_id=new.file["_id"], relpath=new.file["relpath"],
+                              size_bytes=new.file.get("size_bytes", 0))],
+            resources=new.app.resources, auto_accept=self.settings.gateway.auto_accept,
+            tag=new.tag if isinstance(new.tag, str) else str(new.tag),
+        )
+        doc = {
+            "_id": job_id, "job_id": job_id, "user": user, "app": new.app.name, "job_inputs": new.job_inputs,
+            "data_inputs": new.file["_id"], "tag": new.tag, "submit_date": now.isoformat(), "metadata": "",
+            "state": JobState.PENDING.value, "status": "Job submitted and registered with success", "seq": 0,
+            "pid": "", "exit_code": -1, "elapsed_time": 0.0, "platform": None,
+            "outbox": outbox_entries([proposal]),
+        }
+        await self.jobs.insert_one(doc)
+        await self.relay.flush(self.jobs, job_id)
+        return doc
+
+    async def find_job(self, user: str, job_id: str) -> dict[str, Any] | None:
+        return await self.jobs.find_one({"_id": job_id, "user": user})  # type: ignore[no-any-return]
+
+    async def list_jobs(self, user: str) -> list[dict[str, Any]]:
+        cursor = self.jobs.find({"user": user}, HIDDEN)
+        return [d async for d in cursor.sort("submit_date", ASCENDING)]
+
+    async def request_cancel(self, user: str, job: dict[str, Any]) -> None:
+        event = CancelRequested(producer=self.name, correlation_id=job["_id"], user=user, job_id=job["_id"])
+        await self.jobs.update_one({"_id": job["_id"]}, {"$set": {"cancel_requested_at": utcnow()},
+                                                         "$push": outbox_push([event])})
+        await self.relay.flush(self.jobs, job["_id"])
+
+    def job_dir(self, job: dict[str, Any]) -> Path:
+        return self.settings.jobs_dir / safe_user(job["user"]) / f"job_{job['_id']}"
+
+    async def usage_for(self, user: str) -> dict[str, Any] | None:
+        doc = await self.usage.find_one({"_id": user})
+        return None if doc is None else doc["usage"]
+
+
+__all__ = ["DuplicateKeyError", "Gateway", "NewJob"]

@@ -1,0 +1,199 @@
+"""The monitor: polls backends (one batched call per platform per cycle) → JobStateChanged.
+
+It is the one producer of JobStateChanged for dispatched jobs, so it owns the per-job ``seq``.
+Every transition is a conditional update on the stored ``seq`` (two replicas cannot both apply
+one) carrying its event in the same write (outbox). Reconciliation ends jobs the backend lost and
+jobs that were never dispatched, so nothing stays PENDING or RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from pymongo import ASCENDING, IndexModel
+
+from cirasa.common.backends.base import Backend, BackendStatus, BackendUnavailable, TrackedJob, make_backend
+from cirasa.common.events import (
+    CancelRequested,
+    Event,
+    JobDispatched,
+    JobState,
+    JobStateChanged,
+    JobSubmitted,
+    utcnow,
+)
+from cirasa.common.metrics import JOB_TRANSITIONS, JOBS_ACTIVE, SUBMIT_TO_START
+from cirasa.common.outbox import outbox_push
+from cirasa.common.paths import resolve_under
+from cirasa.common.service import Loop, Service, every
+
+JOBS = "jobs"
+ACTIVE = [JobState.PENDING.value, JobState.RUNNING.value]
+
+
+class Monitor(Service):
+    name: ClassVar[str] = "monitor"
+    outbox_collections: ClassVar[tuple[str, ...]] = (JOBS,)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.jobs = self.db[JOBS]
+        self._backends: dict[str, Backend] = {}
+
+    def indexes(self) -> dict[str, Sequence[IndexModel]]:
+        return {JOBS: [IndexModel([("state", ASCENDING), ("dispatched", ASCENDING)])]}
+
+    def register(self) -> None:
+        self.bus.subscribe(JobSubmitted, self.on_job_submitted)
+        self.bus.subscribe(JobDispatched, self.on_job_dispatched)
+
+    def loops(self) -> list[Loop]:
+        return [self._poll_loop, self._reconcile_loop]
+
+    async def _poll_loop(self, stop: asyncio.Event) -> None:
+        await every(self.settings.monitor.poll_interval_s, stop, self.poll)
+
+    async def _reconcile_loop(self, stop: asyncio.Event) -> None:
+        await every(self.settings.monitor.reconcile_interval_s, stop, self.reconcile)
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def on_job_submitted(self, ev: JobSubmitted) -> None:
+        await self.jobs.update_one(
+            {"_id": ev.job_id},
+            {"$set": {"user": ev.user, "app": ev.app, "platform": ev.platform, "backend": ev.backend,
+                      "duration_s": ev.resources.duration_s, "submitted_at": ev.occurred_at},
+             "$setOnInsert": self._new_job()},
+            upsert=True,
+        )
+
+    async def on_job_dispatched(self, ev: JobDispatched) -> None:
+        """Dispatch news may overtake JobSubmitted (different queues): both upsert."""
+        await self.jobs.update_one(
+            {"_id": ev.job_id},
+            {"$set": {"dispatched": True, "backend_job_id": ev.backend_job_id, "job_dir": ev.job_dir,
+                      "platform": ev.platform, "backend": ev.backend, "user": ev.user,
+                      "duration_s": ev.duration_s, "dispatched_at": ev.occurred_at},
+             "$setOnInsert": {k: v for k, v in self._new_job().items() if k != "dispatched"}},
+            upsert=True,
+        )
+        doc = await self.jobs.find_one({"_id": ev.job_id})
+        if doc is None:
+            return
+        if ev.error:
+            state = JobState.CANCELED if ev.canceled else JobState.FAILURE
+            await self.transition(doc, BackendStatus(state, ev.error, exit_code=-1), ev)
+        elif doc["state"] in (s.value for s in JobState if s.is_terminal):
+            # we already gave up on this job (reconciliation); do not let it run unaccounted
+            await self.bus.publish(CancelRequested(
+                producer=self.name, correlation_id=ev.job_id, causation_id=ev.event_id, user=ev.user,
+                job_id=ev.job_id, reason=f"Job was already {doc['state']} when it was dispatched"))
+
+    @staticmethod
+    def _new_job() -> dict[str, Any]:
+        return {"state": JobState.PENDING.value, "seq": 0, "dispatched": False, "outbox": [],
+                "created_at": utcnow()}
+
+    # --- polling --------------------------------------------------------------------------
+
+    async def poll(self) -> None:
+        by_backend: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        async for doc in self.jobs.find({"state": {"$in": ACTIVE}, "dispatched": True}):
+            by_backend[doc["backend"]].append(doc)
+            counts[(doc.get("platform") or "?", doc["state"])] += 1
+        for (platform, state), n in counts.items():
+            JOBS_ACTIVE.labels(platform, state).set(n)
+        for kind, docs in by_backend.items():
+            try:
+                backend = self._backend(kind)
+            except BackendUnavailable as exc:
+                for doc in docs:
+                    await self.transition(doc, BackendStatus(JobState.FAILURE, str(exc)))
+                continue
+            tracked = [self._tracked(d) for d in docs]
+            statuses = await asyncio.to_thread(backend.poll, tracked)
+            for doc in docs:
+                status = statuses.get(doc["_id"])
+                if status is None:
+                    await self.transition(doc, BackendStatus(
+                        JobState.FAILURE, "Job vanished from its backend (no record of it is left)"))
+                elif status.state.value != doc["state"]:
+                    await self.transition(doc, status)
+
+    async def reconcile(self) -> None:
+        """End jobs that were never dispatched or overran their wall time by far."""
+        now = utcnow()
+        cfg = self.settings.monitor
+        async for doc in self.jobs.find({"state": {"$in": ACTIVE}}):
+            created = _aware(doc.get("submitted_at") or doc["created_at"])
+            if not doc.get("dispatched") and now - created > timedelta(seconds=cfg.submit_timeout_s):
+                await self.transition(doc, BackendStatus(
+                    JobState.FAILURE, f"Job was not dispatched by the scheduler within {cfg.submit_timeout_s:g} s"))
+            elif doc["state"] == JobState.RUNNING.value and doc.get("started_at"):
+                limit = timedelta(seconds=doc.get("duration_s", 0) + 60)
+                if now - _aware(doc["started_at"]) > limit:
+                    await asyncio.to_thread(self._backend(doc["backend"]).cancel, self._tracked(doc))
+                    await self.transition(doc, BackendStatus(
+                        JobState.TIMED_OUT, "Job overran its wall-time limit and was stopped by reconciliation",
+                        exit_code=124))
+            elif doc["state"] == JobState.PENDING.value and doc.get("dispatched_at"):
+                if now - _aware(doc["dispatched_at"]) > timedelta(seconds=cfg.start_timeout_s):
+                    await self.transition(doc, BackendStatus(
+                        JobState.FAILURE, f"Job did not start within {cfg.start_timeout_s:g} s of dispatch"))
+
+    # --- transitions ----------------------------------------------------------------------
+
+    async def transition(self, doc: dict[str, Any], status: BackendStatus, cause: Event | None = None) -> None:
+        """Apply a backend status; a final state reached from PENDING passes through RUNNING."""
+        if status.state.is_terminal and doc["state"] == JobState.PENDING.value and status.started_at is not None:
+            running = BackendStatus(JobState.RUNNING, "Job is running", started_at=status.started_at)
+            applied = await self._apply(doc, running, cause)
+            if applied is None:
+                return
+            doc = applied
+        await self._apply(doc, status, cause)
+
+    async def _apply(self, doc: dict[str, Any], status: BackendStatus, cause: Event | None) -> dict[str, Any] | None:
+        seq = doc["seq"] + 1
+        event = JobStateChanged(
+            producer=self.name, correlation_id=doc["_id"], causation_id=cause.event_id if cause else None,
+            user=doc.get("user", "anonymous"), job_id=doc["_id"], platform=doc.get("platform"),
+            state=status.state, status=status.status, exit_code=status.exit_code, elapsed_s=status.elapsed_s,
+            started_at=status.started_at, finished_at=status.finished_at, seq=seq, app=doc.get("app"),
+        )
+        changes: dict[str, Any] = {"state": status.state.value, "status": status.status, "seq": seq,
+                                   "exit_code": status.exit_code, "elapsed_s": status.elapsed_s}
+        if status.started_at is not None:
+            changes["started_at"] = status.started_at
+        result = await self.jobs.update_one(
+            {"_id": doc["_id"], "seq": doc["seq"], "state": {"$in": ACTIVE}},
+            {"$set": changes, "$push": outbox_push([event])},
+        )
+        if result.modified_count != 1:
+            return None  # another replica got there first, or the job is already final
+        JOB_TRANSITIONS.labels(status.state.value).inc()
+        if status.state is JobState.RUNNING and status.started_at and doc.get("submitted_at"):
+            delay = (_aware(status.started_at) - _aware(doc["submitted_at"])).total_seconds()
+            SUBMIT_TO_START.labels(doc.get("platform") or "?").observe(max(delay, 0.0))
+        self.log.info("job.state_changed", job_id=doc["_id"], state=status.state.value, seq=seq)
+        await self.relay.flush(self.jobs, doc["_id"])
+        return {**doc, **changes}
+
+    def _backend(self, kind: str) -> Backend:
+        if kind not in self._backends:
+            self._backends[kind] = make_backend(kind)
+        return self._backends[kind]
+
+    def _tracked(self, doc: dict[str, Any]) -> TrackedJob:
+        return TrackedJob(doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"]))
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,63 @@
+"""Can a platform ever run a task? The answer, when it is no, says why in words a person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cirasa.common.apps.registry import get_app
+from cirasa.common.events import ResourceRequest, Resources, TaskProposed
+from cirasa.common.settings import PlatformConfig
+
+
+@dataclass(frozen=True)
+class Fit:
+    platform: PlatformConfig
+    reasons: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+
+def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
+    reasons: list[str] = []
+    name = platform.name
+    app = get_app(task.app)
+    req = task.resources
+    if app is None:
+        reasons.append(f"{name}: unknown app {task.app!r}")
+    elif platform.apps is not None and task.app not in platform.apps:
+        reasons.append(f"{name}: does not offer app {task.app!r} (it offers {', '.join(platform.apps) or 'none'})")
+    elif platform.backend == "local" and not app.runnable_without_container:
+        reasons.append(f"{name}: app {task.app!r} needs its container image {app.image}, "
+                       "and a local platform runs only Python apps")
+    elif platform.backend != "local":
+        reasons.append(f"{name}: the {platform.backend} backend is not available in this release")
+    if req.min_cores > platform.cores:
+        reasons.append(f"{name}: needs {req.min_cores} cores; the platform has {platform.cores}")
+    if req.min_memory_gib > platform.memory_gib:
+        reasons.append(f"{name}: needs {req.min_memory_gib:g} GiB of memory; the platform has "
+                       f"{platform.memory_gib:g} GiB")
+    if req.duration_s > platform.max_duration_s:
+        reasons.append(f"{name}: needs {req.duration_s} s of wall time; the platform allows at most "
+                       f"{platform.max_duration_s} s")
+    return Fit(platform, reasons)
+
+
+def no_reasons_summary(task: TaskProposed, fits: list[Fit]) -> str:
+    if not fits:
+        return "No platform is configured"
+    largest = max(fits, key=lambda f: f.platform.cores).platform
+    head = f"No platform can run this job ({len(fits)} checked"
+    if task.resources.min_cores > largest.cores:
+        head += f"; needs {task.resources.min_cores} cores, largest platform has {largest.cores}"
+    return head + "): " + "; ".join(r for f in fits for r in f.reasons)
+
+
+def choose_resources(req: ResourceRequest, free_cores: int, free_memory_mib: int) -> Resources | None:
+    """As many cores and as much memory as the request allows and the platform has free now."""
+    cores = min(req.max_cores, free_cores)
+    memory_mib = min(round(req.max_memory_gib * 1024), free_memory_mib)
+    if cores < req.min_cores or memory_mib < round(req.min_memory_gib * 1024):
+        return None
+    return Resources(cores=cores, memory_gib=memory_mib / 1024, duration_s=req.duration_s)

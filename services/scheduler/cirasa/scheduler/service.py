@@ -1,0 +1,115 @@
+"""The scheduler: JobSubmitted → start the job on its platform's backend, at most once; cancel it on request.
+
+One ``dispatches`` document per job is both the idempotency key (a redelivered JobSubmitted finds
+it) and the outbox of JobDispatched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pymongo import ReturnDocument
+
+from cirasa.common.apps.registry import get_app
+from cirasa.common.backends.base import Backend, BackendUnavailable, JobSpec, TrackedJob, make_backend
+from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, utcnow
+from cirasa.common.outbox import outbox_push
+from cirasa.common.paths import job_dir_for, resolve_under
+from cirasa.common.service import Service
+
+DISPATCHES = "dispatches"
+
+
+class Scheduler(Service):
+    name: ClassVar[str] = "scheduler"
+    outbox_collections: ClassVar[tuple[str, ...]] = (DISPATCHES,)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dispatches = self.db[DISPATCHES]
+        self._backends: dict[str, Backend] = {}
+
+    def register(self) -> None:
+        self.bus.subscribe(JobSubmitted, self.on_job_submitted)
+        self.bus.subscribe(CancelRequested, self.on_cancel_requested)
+
+    def backend(self, kind: str) -> Backend:
+        if kind not in self._backends:
+            self._backends[kind] = make_backend(kind)
+        return self._backends[kind]
+
+    async def on_job_submitted(self, ev: JobSubmitted) -> None:
+        job_dir_rel = job_dir_for(ev.user, ev.job_id)
+        doc = await self.dispatches.find_one_and_update(
+            {"_id": ev.job_id},
+            {"$setOnInsert": {"state": "SUBMITTING", "user": ev.user, "platform": ev.platform,
+                              "backend": ev.backend, "job_dir": str(job_dir_rel), "cancel_requested": False,
+                              "outbox": [], "created_at": utcnow()}},
+            upsert=True, return_document=ReturnDocument.AFTER,
+        )
+        if doc["state"] not in ("SUBMITTING", "CANCEL_BEFORE_START"):
+            return  # already dispatched (or failed) by an earlier delivery
+        if doc.get("cancel_requested"):
+            await self._finish(ev, doc, error="Job canceled by user before it started", canceled=True)
+            return
+        try:
+            spec = self._spec(ev, job_dir_rel)
+            backend = self.backend(ev.backend)
+            backend_job_id = await asyncio.to_thread(backend.submit, spec)
+        except (BackendUnavailable, ValueError, OSError) as exc:
+            await self._finish(ev, doc, error=f"Job could not be started: {exc}")
+            return
+        await self._finish(ev, doc, backend_job_id=backend_job_id)
+
+    def _spec(self, ev: JobSubmitted, job_dir_rel: Path) -> JobSpec:
+        app = get_app(ev.app)
+        if app is None:
+            raise ValueError(f"unknown app {ev.app!r}")
+        if len(ev.inputs) != 1:
+            raise ValueError(f"app {ev.app} takes exactly one input file, got {len(ev.inputs)}")
+        input_path = resolve_under(self.settings.data_dir, ev.inputs[0].relpath)
+        if not input_path.is_file():
+            raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
+        job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
+        return JobSpec(ev.job_id, ev.user, app.build_argv(ev.options, str(input_path.resolve())), job_dir,
+                       ev.resources)
+
+    async def _finish(self, ev: JobSubmitted, doc: dict[str, Any], *, backend_job_id: str | None = None,
+                      error: str | None = None, canceled: bool = False) -> None:
+        event = JobDispatched(
+            producer=self.name, correlation_id=ev.correlation_id, causation_id=ev.event_id, user=ev.user,
+            job_id=ev.job_id, platform=ev.platform, backend=ev.backend, backend_job_id=backend_job_id,
+            job_dir=doc["job_dir"], duration_s=ev.resources.duration_s, error=error, canceled=canceled,
+        )
+        state = "CANCELED" if canceled else ("FAILED" if error else "DISPATCHED")
+        await self.dispatches.update_one(
+            {"_id": ev.job_id, "state": doc["state"]},
+            {"$set": {"state": state, "backend_job_id": backend_job_id, "error": error,
+                      "dispatched_at": utcnow()},
+             "$push": outbox_push([event])},
+        )
+        await self.relay.flush(self.dispatches, ev.job_id)
+        if state == "DISPATCHED":
+            # a cancel may have arrived while the backend call was in flight
+            fresh = await self.dispatches.find_one({"_id": ev.job_id})
+            if fresh and fresh.get("cancel_requested"):
+                await self._cancel_backend(fresh)
+
+    async def on_cancel_requested(self, ev: CancelRequested) -> None:
+        doc = await self.dispatches.find_one_and_update(
+            {"_id": ev.job_id},
+            {"$set": {"cancel_requested": True},
+             "$setOnInsert": {"state": "CANCEL_BEFORE_START", "user": ev.user, "outbox": [],
+                              "job_dir": str(job_dir_for(ev.user, ev.job_id)), "created_at": utcnow()}},
+            upsert=True, return_document=ReturnDocument.AFTER,
+        )
+        if doc["state"] == "DISPATCHED":
+            await self._cancel_backend(doc)
+
+    async def _cancel_backend(self, doc: dict[str, Any]) -> None:
+        job = TrackedJob(doc["_id"], doc.get("backend_job_id"),
+                         resolve_under(self.settings.jobs_dir, doc["job_dir"]))
+        await asyncio.to_thread(self.backend(doc["backend"]).cancel, job)
+        self.log.info("job.cancel_sent", job_id=doc["_id"])

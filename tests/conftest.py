@@ -1,0 +1,150 @@
+"""Shared fixtures: settings in a temporary tree, the five services in memory or on the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cirasa.cli.runtime import SERVICES, build_service, http_app
+from cirasa.common.bus import MemoryBroker
+from cirasa.common.service import Service
+from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
+from cirasa.common.store import reset_memory_store
+
+AMQP_URL = os.environ.get("CIRASA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+API = "/caesar/api/v1.0"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory_store() -> None:
+    reset_memory_store()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        amqp_url=AMQP_URL,
+        exchange=f"test.{uuid.uuid4().hex[:10]}",
+        mongodb_url=os.environ.get("MONGODB_URL") or None,
+        db_prefix=f"t{uuid.uuid4().hex[:8]}",
+        data_dir=tmp_path / "data",
+        jobs_dir=tmp_path / "jobs",
+        outbox_sweep_s=0.2,
+        platforms=[PlatformConfig(name="local", backend="local", cores=2, memory_gib=4, max_duration_s=3600)],
+        monitor=MonitorSettings(poll_interval_s=0.1, reconcile_interval_s=0.5),
+    )
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    services: dict[str, Service]
+    client: httpx.AsyncClient
+    memory: MemoryBroker | None
+
+    async def upload(self, path: Path) -> str:
+        with path.open("rb") as fh:
+            r = await self.client.post(f"{API}/upload", files={"file": (path.name, fh.read())})
+        assert r.status_code == 200, r.text
+        return r.json()["uuid"]  # type: ignore[no-any-return]
+
+    async def submit(self, app: str, file_id: str, options: dict[str, Any]) -> str:
+        r = await self.client.post(f"{API}/job", json={"app": app, "data_inputs": file_id, "job_inputs": options})
+        assert r.status_code == 202, r.text
+        return r.json()["job_id"]  # type: ignore[no-any-return]
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"{API}/job/{job_id}/status")
+        return r.json()  # type: ignore[no-any-return]
+
+    async def wait_state(self, job_id: str, states: set[str], timeout_s: float = 60) -> dict[str, Any]:
+        seen: list[str] = []
+        status = await wait_for(lambda: self._status_in(job_id, states, seen), timeout_s,
+                                f"job {job_id} to reach {states}")
+        status["_seen"] = seen
+        return status
+
+    async def _status_in(self, job_id: str, states: set[str], seen: list[str]) -> dict[str, Any] | None:
+        status = await self.status(job_id)
+        if not seen or seen[-1] != status["state"]:
+            seen.append(status["state"])
+        return status if status["state"] in states else None
+
+
+async def wait_for(probe: Callable[[], Awaitable[Any]], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        await asyncio.sleep(interval_s)
+
+
+async def start_stack(settings: Settings, memory: bool) -> Stack:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+    broker = MemoryBroker() if memory else None
+    services = {name: build_service(name, settings, broker) for name in SERVICES}
+    for service in services.values():
+        await service.start()
+    transport = httpx.ASGITransport(app=http_app(list(services.values())))
+    client = httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30)
+    return Stack(settings, services, client, broker)
+
+
+async def stop_stack(stack: Stack) -> None:
+    await stack.client.aclose()
+    for service in reversed(list(stack.services.values())):
+        await service.stop()
+
+
+@pytest.fixture
+async def memory_stack(settings: Settings) -> AsyncIterator[Stack]:
+    stack = await start_stack(settings, memory=True)
+    yield stack
+    await stop_stack(stack)
+
+
+@pytest.fixture
+async def rabbit_stack(settings: Settings) -> AsyncIterator[Stack]:
+    stack = await start_stack(settings, memory=False)
+    yield stack
+    await stop_stack(stack)
+    await delete_topology(settings.exchange)
+
+
+async def delete_topology(exchange: str) -> None:
+    """Remove a test's exchange and queues from the shared broker."""
+    import aio_pika
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for service in SERVICES:
+            for key in ("task.proposed", "offer.made", "job.submitted", "job.dispatched", "job.state_changed",
+                        "job.cancel_requested", "file.uploaded", "file.deleted", "usage.updated"):
+                await channel.queue_delete(f"{exchange}.{service}.{key}")
+        await channel.queue_delete(f"{exchange}.dead-letter")
+        await channel.exchange_delete(exchange)
+        await channel.exchange_delete(f"{exchange}.dlx")
+
+
+@pytest.fixture
+def fits_image(tmp_path: Path) -> Path:
+    from cirasa.common.imaging import synthetic_image
+
+    path = tmp_path / "sky.fits"
+    synthetic_image(path, size=256, n_sources=12, seed=3)
+    return path
