@@ -59,11 +59,11 @@ def build_router() -> APIRouter:
         filename = Path(received.filename).name
         fmt = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
         if fmt not in ALLOWED_FORMATS:
-            received.tmp_path.unlink(missing_ok=True)
+            received.discard()
             return error(415, f"File format not allowed, allowed file types are: {{{'|'.join(ALLOWED_FORMATS)}}}",
                          **empty)
         if not content_matches(received.tmp_path, fmt):
-            received.tmp_path.unlink(missing_ok=True)
+            received.discard()
             return error(415, f"File content is not a valid {fmt.upper()} file (checked its header)", **empty)
         doc = await gw.register_file(user, received, fmt)
         return JSONResponse({
@@ -172,7 +172,7 @@ def build_router() -> APIRouter:
     async def status(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
         job = await gateway_of(request).find_job(user, job_id)
         if job is None:
-            blank: dict[str, Any] = dict.fromkeys(STATUS_KEYS, "")
+            blank: dict[str, Any] = {k: "" for k in STATUS_KEYS if k != "status"}
             return error(404, f"Job {job_id} not found for user {user}!", **blank)
         return JSONResponse({k: job.get(k, "") for k in STATUS_KEYS})
 

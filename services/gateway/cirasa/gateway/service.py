@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
 
 from cirasa.common.apps.registry import App
 from cirasa.common.events import (
@@ -106,6 +105,7 @@ class Gateway(Service):
         dest = self.settings.data_dir / relpath
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(received.tmp_path, dest)
+        received.discard()
         doc = {
             "_id": file_id, "fileid": file_id, "user": user, "relpath": relpath,
             "filename_orig": received.filename, "fileext": fmt, "filesize": received.size_bytes / 2**20,
@@ -184,5 +184,3 @@ class Gateway(Service):
         doc = await self.usage.find_one({"_id": user})
         return None if doc is None else doc["usage"]
 
-
-__all__ = ["DuplicateKeyError", "Gateway", "NewJob"]

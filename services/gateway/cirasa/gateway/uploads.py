@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +31,13 @@ class UploadError(Exception):
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    tmp_path: Path
+    tmp_path: Path  # inside a directory of its own, removed by ``discard``
     filename: str
     size_bytes: int
     tag: str
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp_path.parent, ignore_errors=True)
 
 
 def content_matches(path: Path, fmt: str) -> bool:
@@ -61,6 +66,16 @@ async def receive_upload(
     if content_length and content_length.isdigit() and int(content_length) > limit:
         raise UploadError(413, f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
     tmp_dir.mkdir(parents=True, exist_ok=True)
+    request_dir = Path(tempfile.mkdtemp(prefix="upload-", dir=tmp_dir))
+    try:
+        return await _parse(params[b"boundary"], body, request_dir, max_bytes, limit)
+    except BaseException:
+        shutil.rmtree(request_dir, ignore_errors=True)
+        raise
+
+
+async def _parse(boundary: bytes, body: AsyncIterator[bytes], request_dir: Path, max_bytes: int,
+                 limit: int) -> ReceivedFile:
     files: list[File] = []
     fields: dict[str, str] = {}
 
@@ -72,8 +87,8 @@ async def receive_upload(
         files.append(file)
 
     parser = FormParser(
-        "multipart/form-data", on_field, on_file, boundary=params[b"boundary"],
-        config={"UPLOAD_DIR": str(tmp_dir), "UPLOAD_DELETE_TMP": False, "MAX_MEMORY_FILE_SIZE": 0,
+        "multipart/form-data", on_field, on_file, boundary=boundary,
+        config={"UPLOAD_DIR": str(request_dir), "UPLOAD_DELETE_TMP": False, "MAX_MEMORY_FILE_SIZE": 0,
                 "UPLOAD_KEEP_FILENAME": False, "MAX_BODY_SIZE": limit},
     )
     received = 0
@@ -85,24 +100,21 @@ async def receive_upload(
             parser.write(chunk)
         parser.finalize()
     except UploadError:
-        _discard(files)
+        _close(files)
         raise
     except Exception as exc:
-        _discard(files)
+        _close(files)
         raise UploadError(400, f"Malformed multipart body: {exc}") from exc
     wanted = [f for f in files if f.field_name == b"file"]
-    _discard([f for f in files if f.field_name != b"file"])
+    _close([f for f in files if f not in wanted[:1]])
     if not wanted:
         raise UploadError(400, "Missing file field in request!")
     file = wanted[0]
-    _discard(wanted[1:])
     name = (file.file_name or b"").decode(errors="replace")
     path = _flushed_path(file)
     if not name or path is None:
-        _discard([file])
         raise UploadError(400, "No file retrieved from request!")
     if file.size > max_bytes:
-        _discard([file])
         raise UploadError(413, f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
     return ReceivedFile(path, name, file.size, fields.get("tag", ""))
 
@@ -116,11 +128,7 @@ def _flushed_path(file: File) -> Path | None:
     return Path(os.fsdecode(name)) if name else None
 
 
-def _discard(files: list[File]) -> None:
+def _close(files: list[File]) -> None:
     for file in files:
-        path = None if file.in_memory else file.actual_file_name
         with contextlib.suppress(Exception):
             file.close()
-        if path:
-            with contextlib.suppress(OSError):
-                os.unlink(os.fsdecode(path))
