@@ -215,5 +215,29 @@ def asyncapi(out: Annotated[Path, typer.Option("--out", "-o")] = Path("docs/asyn
     console.print(f"wrote {out}")
 
 
+@app.command()
+def up(port: Port = None) -> None:
+    """The five services as five processes against RabbitMQ (and MongoDB when configured); Ctrl-C stops them."""
+    from cirasa.cli.launcher import ProcessStack
+
+    settings = _settings(port)
+    workdir = Path.cwd()
+    stack = ProcessStack(workdir, env={}, gateway_port=settings.http_port)
+    try:
+        stack.start()
+        console.print(f"five services up; gateway at {stack.gateway_url}; logs in {workdir}/*.log")
+        while all(p.poll() is None for p in stack.processes.values()):
+            time.sleep(1)
+        console.print("[red]a service exited; stopping the others[/]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -247,7 +247,7 @@ def _marker_geometry(
 def write_preview_png(
     image_data: np.ndarray, wcs_header: fits.Header | None, catalog: Catalog, path: Path
 ) -> Path:
-    """Render the image (1-99.5 percentile linear stretch) with one ellipse per source.
+    """Render the image (linear 0.5-99 percentile stretch) with one ellipse per source.
 
     Name the file ``plot_<base>.png``: that is what the caesar-rest compatible API looks for.
     """
@@ -265,7 +265,7 @@ def write_preview_png(
     step = max(1, math.ceil(max(ny, nx) / 2048))  # decimate huge images; plotting stays in full-res pixels
     shown = data[::step, ::step]
     finite = shown[np.isfinite(shown)]
-    vmin, vmax = (np.percentile(finite, [1.0, 99.5]) if finite.size else (0.0, 1.0))
+    vmin, vmax = np.percentile(finite, [0.5, 99.0]) if finite.size else (0.0, 1.0)
     if not vmax > vmin:
         vmax = vmin + 1.0
 

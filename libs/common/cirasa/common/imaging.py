@@ -75,7 +75,9 @@ def _place(rng: np.random.Generator, n: int, size: int, min_sep_px: float) -> np
     if n == 0:
         return np.empty((0, 2))
     if hi <= lo:
-        raise ValueError(f"image of {size} px is too small: sources must stay >= {BORDER_PX} px from the border")
+        raise ValueError(
+            f"image of {size} px is too small: sources must stay >= {BORDER_PX} px from the border"
+        )
     side = hi - lo + min_sep_px
     if n * math.pi * (min_sep_px / 2.0) ** 2 > _JAMMING_COVERAGE * side * side:
         raise ValueError(_crowded(n, size, min_sep_px, placed=None))
@@ -87,10 +89,7 @@ def _place(rng: np.random.Generator, n: int, size: int, min_sep_px: float) -> np
         for x, y in rng.uniform(lo, hi, size=(_BATCH, 2)).tolist():
             cx, cy = int(x // min_sep_px), int(y // min_sep_px)
             near = (
-                p
-                for i in (cx - 1, cx, cx + 1)
-                for j in (cy - 1, cy, cy + 1)
-                for p in cells.get((i, j), ())
+                p for i in (cx - 1, cx, cx + 1) for j in (cy - 1, cy, cy + 1) for p in cells.get((i, j), ())
             )
             if any((x - px) ** 2 + (y - py) ** 2 < min_sep2 for px, py in near):
                 rejects += 1

@@ -154,10 +154,15 @@ def build_router() -> APIRouter:
             validated = app.validate(job_inputs)
         except OptionError as exc:
             return error(400, str(exc), **base)
+        walltime = body.get("walltime_s")
+        if walltime is not None and (isinstance(walltime, bool) or not isinstance(walltime, int)
+                                     or not 1 <= walltime <= app.resources.duration_s):
+            return error(400, f"Option walltime_s must be an integer between 1 and {app.resources.duration_s}",
+                         **base)
         tag = body.get("tag", "")
         if not isinstance(tag, str | int | float) or isinstance(tag, str) and len(tag) > 256:
             return error(400, "Option tag must be a string of at most 256 characters", **base)
-        doc = await gw.submit_job(user, NewJob(app, validated.values, job_inputs, file, tag))
+        doc = await gw.submit_job(user, NewJob(app, validated.values, job_inputs, file, tag, walltime))
         reply = {"app": app_name, "job_id": doc["job_id"], "job_inputs": job_inputs, "data_inputs": data_inputs,
                  "tag": tag, "state": "PENDING", "status": doc["status"], "submit_date": doc["submit_date"]}
         if validated.ignored:

@@ -45,6 +45,7 @@ class NewJob:
     job_inputs: Any
     file: dict[str, Any]
     tag: Any
+    walltime_s: int | None = None
 
 
 class Gateway(Service):
@@ -150,7 +151,9 @@ class Gateway(Service):
             producer=self.name, correlation_id=job_id, user=user, app=new.app.name, options=new.options,
             inputs=[InputFile(file_id=new.file["_id"], relpath=new.file["relpath"],
                               size_bytes=new.file.get("size_bytes", 0))],
-            resources=new.app.resources, auto_accept=self.settings.gateway.auto_accept,
+            resources=new.app.resources if new.walltime_s is None
+            else new.app.resources.model_copy(update={"duration_s": new.walltime_s}),
+            auto_accept=self.settings.gateway.auto_accept,
             tag=new.tag if isinstance(new.tag, str) else str(new.tag),
         )
         doc = {

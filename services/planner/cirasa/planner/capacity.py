@@ -59,7 +59,7 @@ class CapacityBook:
         query: dict[str, Any] = {"reservations.holder": holder}
         if platform is not None:
             query["_id"] = platform
-        doc = await self._coll.find_one(query, {"reservations.$": 1})
+        doc = await self._coll.find_one(query, {"reservations": {"$elemMatch": {"holder": holder}}})
         if doc is None:
             return None
         r = doc["reservations"][0]
