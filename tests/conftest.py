@@ -55,21 +55,24 @@ class Stack:
         with path.open("rb") as fh:
             r = await self.client.post(f"{API}/upload", files={"file": (path.name, fh.read())})
         assert r.status_code == 200, r.text
-        return r.json()["uuid"]  # type: ignore[no-any-return]
+        return r.json()["uuid"]
 
     async def submit(self, app: str, file_id: str, options: dict[str, Any]) -> str:
-        r = await self.client.post(f"{API}/job", json={"app": app, "data_inputs": file_id, "job_inputs": options})
+        r = await self.client.post(
+            f"{API}/job", json={"app": app, "data_inputs": file_id, "job_inputs": options}
+        )
         assert r.status_code == 202, r.text
-        return r.json()["job_id"]  # type: ignore[no-any-return]
+        return r.json()["job_id"]
 
     async def status(self, job_id: str) -> dict[str, Any]:
         r = await self.client.get(f"{API}/job/{job_id}/status")
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     async def wait_state(self, job_id: str, states: set[str], timeout_s: float = 60) -> dict[str, Any]:
         seen: list[str] = []
-        status = await wait_for(lambda: self._status_in(job_id, states, seen), timeout_s,
-                                f"job {job_id} to reach {states}")
+        status = await wait_for(
+            lambda: self._status_in(job_id, states, seen), timeout_s, f"job {job_id} to reach {states}"
+        )
         status["_seen"] = seen
         return status
 
@@ -80,7 +83,9 @@ class Stack:
         return status if status["state"] in states else None
 
 
-async def wait_for(probe: Callable[[], Awaitable[Any]], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+async def wait_for(
+    probe: Callable[[], Awaitable[Any]], timeout_s: float, what: str, interval_s: float = 0.05
+) -> Any:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -133,8 +138,17 @@ async def delete_topology(exchange: str) -> None:
     async with connection:
         channel = await connection.channel()
         for service in SERVICES:
-            for key in ("task.proposed", "offer.made", "job.submitted", "job.dispatched", "job.state_changed",
-                        "job.cancel_requested", "file.uploaded", "file.deleted", "usage.updated"):
+            for key in (
+                "task.proposed",
+                "offer.made",
+                "job.submitted",
+                "job.dispatched",
+                "job.state_changed",
+                "job.cancel_requested",
+                "file.uploaded",
+                "file.deleted",
+                "usage.updated",
+            ):
                 await channel.queue_delete(f"{exchange}.{service}.{key}")
         await channel.queue_delete(f"{exchange}.dead-letter")
         await channel.exchange_delete(exchange)

@@ -1,4 +1,4 @@
-"""The caesar-rest compatible API, in memory: shapes, and bad input getting a clear 4xx that changes nothing."""
+"""The caesar-rest compatible API, in memory: shapes, and bad input getting a 4xx that changes nothing."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ async def snapshot(stack: Stack) -> tuple[Any, ...]:
 
 
 async def test_upload_list_download_delete(memory_stack: Stack, fits_image: Path) -> None:
-    r = await memory_stack.client.post(f"{API}/upload", files={"file": ("sky.fits", fits_image.read_bytes())},
-                                       data={"tag": "t1"})
+    r = await memory_stack.client.post(
+        f"{API}/upload", files={"file": ("sky.fits", fits_image.read_bytes())}, data={"tag": "t1"}
+    )
     assert r.status_code == 200
     body = r.json()
     assert set(body) == {"filename_orig", "tag", "format", "size", "uuid", "date", "status"}
@@ -30,7 +31,15 @@ async def test_upload_list_download_delete(memory_stack: Stack, fits_image: Path
     assert isinstance(body["size"], float)
     listing = (await memory_stack.client.get(f"{API}/fileids")).json()
     assert [f["fileid"] for f in listing] == [body["uuid"]]
-    assert set(listing[0]) == {"fileid", "filename_orig", "fileext", "filesize", "filedate", "metadata", "tag"}
+    assert set(listing[0]) == {
+        "fileid",
+        "filename_orig",
+        "fileext",
+        "filesize",
+        "filedate",
+        "metadata",
+        "tag",
+    }
     got = await memory_stack.client.get(f"{API}/download/{body['uuid']}")
     assert got.status_code == 200 and got.content == fits_image.read_bytes()
     assert "attachment" in got.headers["content-disposition"]
@@ -72,15 +81,17 @@ async def test_apps_and_describe(memory_stack: Stack) -> None:
         ({"app": "sep", "job_inputs": [1, 2], "data_inputs": "FILE"}, 400, "not a dictionary"),
     ],
 )
-async def test_bad_job_requests_change_nothing(memory_stack: Stack, fits_image: Path, body: Any, code: int,
-                                               fragment: str) -> None:
+async def test_bad_job_requests_change_nothing(
+    memory_stack: Stack, fits_image: Path, body: Any, code: int, fragment: str
+) -> None:
     file_id = await memory_stack.upload(fits_image)
     if isinstance(body, dict) and body.get("data_inputs") == "FILE":
         body["data_inputs"] = file_id
     before = await snapshot(memory_stack)
     if body is None:
-        r = await memory_stack.client.post(f"{API}/job", content=b"not json",
-                                           headers={"content-type": "application/json"})
+        r = await memory_stack.client.post(
+            f"{API}/job", content=b"not json", headers={"content-type": "application/json"}
+        )
     else:
         r = await memory_stack.client.post(f"{API}/job", json=body)
     assert r.status_code == code, r.text
@@ -91,8 +102,10 @@ async def test_bad_job_requests_change_nothing(memory_stack: Stack, fits_image: 
 
 async def test_unknown_options_are_reported_not_fatal(memory_stack: Stack, fits_image: Path) -> None:
     file_id = await memory_stack.upload(fits_image)
-    r = await memory_stack.client.post(f"{API}/job", json={
-        "app": "sep", "data_inputs": file_id, "job_inputs": {"seedthr": 6, "no-mpi": True}})
+    r = await memory_stack.client.post(
+        f"{API}/job",
+        json={"app": "sep", "data_inputs": file_id, "job_inputs": {"seedthr": 6, "no-mpi": True}},
+    )
     assert r.status_code == 202
     assert r.json()["ignored_options"] == ["no-mpi"]
 
@@ -117,7 +130,9 @@ async def test_upload_without_file_part(memory_stack: Stack) -> None:
     before = await snapshot(memory_stack)
     r = await memory_stack.client.post(f"{API}/upload", data={"tag": "x"}, files={"other": ("a.fits", b"x")})
     assert r.status_code == 400 and "Missing file" in r.json()["status"]
-    r = await memory_stack.client.post(f"{API}/upload", content=b"{}", headers={"content-type": "application/json"})
+    r = await memory_stack.client.post(
+        f"{API}/upload", content=b"{}", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert await snapshot(memory_stack) == before
 
@@ -133,11 +148,12 @@ async def test_oversize_upload_is_refused_while_streaming(settings: Any, tmp_pat
             boundary = b"--XyZ"
             yield boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.fits"\r\n\r\n'
             for i in range(0, len(big), 65536):
-                yield big[i:i + 65536]
+                yield big[i : i + 65536]
             yield b"\r\n" + boundary + b"--\r\n"
 
-        r = await stack.client.post(f"{API}/upload", content=body(),
-                                    headers={"content-type": "multipart/form-data; boundary=XyZ"})
+        r = await stack.client.post(
+            f"{API}/upload", content=body(), headers={"content-type": "multipart/form-data; boundary=XyZ"}
+        )
         assert r.status_code == 413 and "too large" in r.json()["status"]
         assert await snapshot(stack) == before
         assert not any(p.is_file() for p in settings.data_dir.rglob("*"))

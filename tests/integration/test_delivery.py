@@ -1,4 +1,4 @@
-"""Delivery guarantees on the real RabbitMQ: redelivery after a crash, duplicates, poison messages, reconnects."""
+"""Delivery guarantees on the real RabbitMQ: redelivery after a crash, duplicates, poison, reconnects."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class Tap:
         self.events: list[dict[str, Any]] = []
 
     def of(self, type_: str, correlation_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("type") == type_ and e.get("correlation_id") == correlation_id]
+        return [
+            e for e in self.events if e.get("type") == type_ and e.get("correlation_id") == correlation_id
+        ]
 
 
 @pytest.fixture
@@ -116,8 +118,10 @@ async def test_malformed_events_go_to_the_dead_letter_queue(rabbit_stack: Stack,
         channel = await connection.channel()
         exchange = await channel.get_exchange(settings.exchange)
         for body in (b"{not json", json.dumps({"type": "TaskProposed", "correlation_id": "x"}).encode()):
-            await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                   routing_key="task.proposed")
+            await exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key="task.proposed",
+            )
         dlq = await channel.declare_queue(dead_letter_names(settings.exchange)[1], durable=True)
 
         async def dead_letters() -> list[aio_pika.abc.AbstractIncomingMessage] | None:
@@ -140,8 +144,12 @@ async def test_malformed_events_go_to_the_dead_letter_queue(rabbit_stack: Stack,
 
 async def test_services_reconnect_after_the_broker_drops_them(rabbit_stack: Stack, fits_image: Path) -> None:
     file_id = await rabbit_stack.upload(fits_image)
-    subprocess.run(["rabbitmqctl", "close_all_connections", "cirasa reconnect test"], check=True,
-                   capture_output=True, timeout=30)
+    subprocess.run(
+        ["rabbitmqctl", "close_all_connections", "cirasa reconnect test"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
     async def all_connected() -> bool:
         return all(s.bus.connected for s in rabbit_stack.services.values())
@@ -167,8 +175,10 @@ async def test_cancel_a_running_job(rabbit_stack: Stack, fits_image: Path) -> No
 
 async def test_a_job_over_its_wall_time_is_timed_out(rabbit_stack: Stack, fits_image: Path) -> None:
     file_id = await rabbit_stack.upload(fits_image)
-    r = await rabbit_stack.client.post(f"{API}/job", json={
-        "app": "sleep", "data_inputs": file_id, "job_inputs": {"seconds": 60}, "walltime_s": 2})
+    r = await rabbit_stack.client.post(
+        f"{API}/job",
+        json={"app": "sleep", "data_inputs": file_id, "job_inputs": {"seconds": 60}, "walltime_s": 2},
+    )
     assert r.status_code == 202
     job_id = r.json()["job_id"]
     status = await rabbit_stack.wait_state(job_id, {"TIMED-OUT", "SUCCESS", "FAILURE"}, timeout_s=20)

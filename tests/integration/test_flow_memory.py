@@ -44,8 +44,8 @@ async def test_job_too_big_for_every_platform_is_aborted(memory_stack: Stack, fi
 
 async def test_failed_app_reports_its_exit_code(memory_stack: Stack, tmp_path: Path) -> None:
     bad = tmp_path / "flat.fits"
-    from astropy.io import fits
     import numpy as np
+    from astropy.io import fits
 
     fits.PrimaryHDU(np.zeros((8, 8), dtype="float32")).writeto(bad)  # no WCS: the finder refuses it
     file_id = await memory_stack.upload(bad)

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,9 +23,12 @@ pytestmark = pytest.mark.rabbitmq
 def processes(tmp_path: Path) -> Iterator[ProcessStack]:
     exchange = f"test.{uuid.uuid4().hex[:10]}"
     config = tmp_path / "config.yaml"
-    config.write_text("platforms:\n  - {name: local, backend: local, cores: 2, memory_gib: 4, max_duration_s: 3600}\n")
-    env = stack_env(tmp_path, exchange, AMQP_URL, {"CIRASA_CONFIG": str(config),
-                                                    "CIRASA_MONITOR__POLL_INTERVAL_S": "0.2"})
+    config.write_text(
+        "platforms:\n  - {name: local, backend: local, cores: 2, memory_gib: 4, max_duration_s: 3600}\n"
+    )
+    env = stack_env(
+        tmp_path, exchange, AMQP_URL, {"CIRASA_CONFIG": str(config), "CIRASA_MONITOR__POLL_INTERVAL_S": "0.2"}
+    )
     stack = ProcessStack(tmp_path, env, gateway_port=free_port())
     try:
         yield stack.start()
@@ -40,8 +44,15 @@ def test_upload_run_follow_and_fetch(processes: ProcessStack, fits_image: Path) 
         up = http.post("/upload", files={"file": ("sky.fits", fits_image.read_bytes())})
         assert up.status_code == 200
         # exactly the body caesar-rest's own client sends (research/caesar-rest.md §7), plus our app
-        r = http.post("/job", json={"app": "sep", "tag": "stresstest", "data_inputs": up.json()["uuid"],
-                                    "job_inputs": {"seedthr": 5, "no-mpi": True}})
+        r = http.post(
+            "/job",
+            json={
+                "app": "sep",
+                "tag": "stresstest",
+                "data_inputs": up.json()["uuid"],
+                "job_inputs": {"seedthr": 5, "no-mpi": True},
+            },
+        )
         assert r.status_code == 202 and r.json()["state"] == "PENDING"
         job_id = r.json()["job_id"]
         seen: list[str] = []
@@ -69,7 +80,7 @@ def test_upload_run_follow_and_fetch(processes: ProcessStack, fits_image: Path) 
         jobs = http.get("/jobs").json()
         assert [j["job_id"] for j in jobs] == [job_id] and "job_top_dir" not in jobs[0]
 
-        def accounting() -> dict[str, object] | None:
+        def accounting() -> dict[str, Any] | None:
             r = http.get("/accounting")
             return r.json() if r.status_code == 200 and r.json().get("njobs_completed") == 1 else None
 

@@ -1,4 +1,4 @@
-"""App option schemas: strict types, bounds, enums, unknown options reported, argument lists without shells."""
+"""App option schemas: strict types, bounds, enums, unknown options reported, argument lists, no shell."""
 
 from __future__ import annotations
 
@@ -60,5 +60,7 @@ def test_argv_is_a_list_in_declaration_order() -> None:
 def test_describe_uses_caesar_keys() -> None:
     for app in APPS.values():
         for desc in app.describe().values():
-            assert {"mandatory", "type", "description", "advanced", "category", "subcategory", "enum"} <= set(desc)
+            assert {"mandatory", "type", "description", "advanced", "category", "subcategory", "enum"} <= set(
+                desc
+            )
             assert desc["type"] in ("none", "int", "float", "str")

@@ -20,9 +20,12 @@ def build_docs_app() -> FastStream:
         cls(settings, bus, memory_client()["asyncapi"]).register()
         for sub in bus.subscriptions:
             docs.register_as(name, sub)
-    spec = AsyncAPI(title="CIRASA events", version="1.0.0",
-                    description="Events exchanged by the CIRASA services over one durable topic exchange. "
-                                "Every event carries the envelope fields of Event.")
+    spec = AsyncAPI(
+        title="CIRASA events",
+        version="1.0.0",
+        description="Events exchanged by the CIRASA services over one durable topic exchange. "
+        "Every event carries the envelope fields of Event.",
+    )
     return FastStream(docs.broker, specification=spec)
 
 

@@ -38,21 +38,28 @@ class CaesarClient:
 
     def upload(self, path: Path, tag: str = "") -> dict[str, Any]:
         with path.open("rb") as fh:
-            r = self.http.post("/upload", files={"file": (path.name, fh, "application/fits")}, data={"tag": tag})
-        return self._check(r).json()  # type: ignore[no-any-return]
+            r = self.http.post(
+                "/upload", files={"file": (path.name, fh, "application/fits")}, data={"tag": tag}
+            )
+        return self._check(r).json()
 
     def submit(self, app: str, file_id: str, options: dict[str, Any], tag: str = "") -> dict[str, Any]:
-        body = {"app": app, "job_inputs": options or {"no-preview": False}, "data_inputs": file_id, "tag": tag}
-        return self._check(self.http.post("/job", json=body), 202).json()  # type: ignore[no-any-return]
+        body = {
+            "app": app,
+            "job_inputs": options or {"no-preview": False},
+            "data_inputs": file_id,
+            "tag": tag,
+        }
+        return self._check(self.http.post("/job", json=body), 202).json()
 
     def status(self, job_id: str) -> dict[str, Any]:
-        return self._check(self.http.get(f"/job/{job_id}/status")).json()  # type: ignore[no-any-return]
+        return self._check(self.http.get(f"/job/{job_id}/status")).json()
 
     def jobs(self) -> list[dict[str, Any]]:
-        return self._check(self.http.get("/jobs")).json()  # type: ignore[no-any-return]
+        return self._check(self.http.get("/jobs")).json()
 
     def sources(self, job_id: str) -> dict[str, Any]:
-        return self._check(self.http.get(f"/job/{job_id}/sources")).json()  # type: ignore[no-any-return]
+        return self._check(self.http.get(f"/job/{job_id}/sources")).json()
 
     def fetch(self, job_id: str, dest: Path) -> Path:
         with self.http.stream("GET", f"/job/{job_id}/output") as r:
@@ -64,8 +71,13 @@ class CaesarClient:
                     fh.write(chunk)
         return dest
 
-    def wait(self, job_id: str, on_change: Callable[[dict[str, Any]], None], timeout_s: float = 3600,
-             interval_s: float = 0.5) -> dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        on_change: Callable[[dict[str, Any]], None],
+        timeout_s: float = 3600,
+        interval_s: float = 0.5,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         last: tuple[str, str] | None = None
         while True:

@@ -48,8 +48,12 @@ class ProcessStack:
         log = (self.workdir / f"{name}.log").open("ab")
         env = {**os.environ, **self.env, "CIRASA_HTTP_PORT": str(port)}
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "cirasa.cli.main", name], env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, cwd=self.workdir,
+            [sys.executable, "-m", "cirasa.cli.main", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
         )
 
     def wait_ready(self, names: tuple[str, ...], timeout_s: float) -> None:
@@ -58,7 +62,9 @@ class ProcessStack:
             while True:
                 proc = self.processes[name]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.workdir / (name + '.log')}")
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}; see {self.workdir / (name + '.log')}"
+                    )
                 try:
                     if httpx.get(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=2).status_code == 200:
                         break
@@ -92,7 +98,9 @@ class ProcessStack:
         self.stop()
 
 
-def stack_env(workdir: Path, exchange: str, amqp_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def stack_env(
+    workdir: Path, exchange: str, amqp_url: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment for a stack whose files live under ``workdir``."""
     return {
         "CIRASA_AMQP_URL": amqp_url,

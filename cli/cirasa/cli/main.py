@@ -19,8 +19,11 @@ from cirasa.cli.client import ApiError, CaesarClient, parse_options
 from cirasa.common.logs import configure_logging
 from cirasa.common.settings import Settings, load_settings
 
-app = typer.Typer(help="CIRASA execution platform: source finding over an event-driven job system.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="CIRASA execution platform: source finding over an event-driven job system.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=True)
 
 Server = Annotated[str, typer.Option("--server", "-s", envvar="CIRASA_SERVER", help="gateway base URL")]
@@ -56,8 +59,10 @@ def dev(port: Port = None) -> None:
     from cirasa.cli.runtime import SERVICES, run
 
     settings = _settings(port, log_json=False, log_level="WARNING")
-    console.print(f"CIRASA dev mode: http://{settings.http_host}:{settings.http_port}/ "
-                  f"(API under /caesar/api/v1.0, docs at /docs); data in {settings.data_dir.resolve()}")
+    console.print(
+        f"CIRASA dev mode: http://{settings.http_host}:{settings.http_port}/ "
+        f"(API under /caesar/api/v1.0, docs at /docs); data in {settings.data_dir.resolve()}"
+    )
     run(list(SERVICES), settings, memory=True)
 
 
@@ -76,12 +81,16 @@ def demo(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     work = Path(tempfile.mkdtemp(prefix="cirasa-demo-"))
-    settings = _settings(port, log_json=False, log_level="ERROR", data_dir=work / "data", jobs_dir=work / "jobs")
+    settings = _settings(
+        port, log_json=False, log_level="ERROR", data_dir=work / "data", jobs_dir=work / "jobs"
+    )
     threading.Thread(target=run, args=(list(SERVICES), settings, True), daemon=True).start()
     image = work / "synthetic.fits"
     truth = synthetic_image(image, size=size, n_sources=sources, seed=1)
-    console.print(f"[bold]1.[/] simulated {image.name}: {size}x{size} px, {len(truth)} point sources, "
-                  "15\" beam, 20 µJy/beam noise")
+    console.print(
+        f"[bold]1.[/] simulated {image.name}: {size}x{size} px, {len(truth)} point sources, "
+        '15" beam, 20 µJy/beam noise'
+    )
     client = CaesarClient(f"http://127.0.0.1:{port}")
     _wait_ready(client, timeout_s=30)
     status = _submit_and_follow(client, image, app_name, {"seedthr": 5.0} if app_name == "sep" else {})
@@ -97,8 +106,10 @@ def demo(
         table.add_row(*(_fmt(row.get(c)) for c in ("source_id", "ra_deg", "dec_deg", "peak_flux_jy", "snr")))
     Console().print(table)
     archive = client.fetch(status["job_id"], work / f"job_{status['job_id']}.tar.gz")
-    console.print(f"[bold]4.[/] products: {settings.jobs_dir / 'anonymous' / ('job_' + status['job_id'])}\n"
-                  f"   archive: {archive}")
+    console.print(
+        f"[bold]4.[/] products: {settings.jobs_dir / 'anonymous' / ('job_' + status['job_id'])}\n"
+        f"   archive: {archive}"
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -119,7 +130,9 @@ def _wait_ready(client: CaesarClient, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def _submit_and_follow(client: CaesarClient, image: Path, app_name: str, options: dict[str, Any]) -> dict[str, Any]:
+def _submit_and_follow(
+    client: CaesarClient, image: Path, app_name: str, options: dict[str, Any]
+) -> dict[str, Any]:
     up = client.upload(image)
     console.print(f"[bold]2.[/] uploaded {image.name} as file {up['uuid']} ({up['size']:.2f} MiB)")
     job = client.submit(app_name, up["uuid"], options)
@@ -164,8 +177,12 @@ def jobs(server: Server = "http://127.0.0.1:8000") -> None:
     for col in ("job_id", "app", "state", "status", "elapsed_time", "submit_date"):
         table.add_column(col)
     for job in CaesarClient(server).jobs():
-        table.add_row(*(str(job.get(c, "")) for c in ("job_id", "app", "state", "status", "elapsed_time",
-                                                      "submit_date")))
+        table.add_row(
+            *(
+                str(job.get(c, ""))
+                for c in ("job_id", "app", "state", "status", "elapsed_time", "submit_date")
+            )
+        )
     Console().print(table)
 
 
@@ -217,7 +234,7 @@ def asyncapi(out: Annotated[Path, typer.Option("--out", "-o")] = Path("docs/asyn
 
 @app.command()
 def up(port: Port = None) -> None:
-    """The five services as five processes against RabbitMQ (and MongoDB when configured); Ctrl-C stops them."""
+    """The five services as five processes against RabbitMQ (MongoDB when configured); Ctrl-C stops."""
     from cirasa.cli.launcher import ProcessStack
 
     settings = _settings(port)

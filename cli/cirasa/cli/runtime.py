@@ -52,8 +52,14 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     for service in services:
         await service.start()
-    config = uvicorn.Config(http_app(services), host=settings.http_host, port=settings.http_port,
-                            log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        http_app(services),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -236,7 +236,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
-_any_event: TypeAdapter[Event] = TypeAdapter(AnyEvent)  # type: ignore[arg-type]
+_any_event: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 
 
 def decode_event(body: bytes | str | dict[str, Any]) -> Event:

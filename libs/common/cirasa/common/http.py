@@ -27,8 +27,9 @@ def health_router(services: Sequence[Service]) -> APIRouter:
     async def readyz() -> Response:
         states = {s.name: await s.ready() for s in services}
         ok = all(states.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "services": states},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "services": states}, status_code=200 if ok else 503
+        )
 
     @r.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -189,6 +189,7 @@ def synthetic_image(
     for i in range(n_sources):
         x, y = float(positions[i, 0]), float(positions[i, 1])
         peak = float(peaks[i])
+        flux = peak
         sx = sy = beam_sigma_px
         theta = 0.0
         if extended[i]:
@@ -196,8 +197,8 @@ def synthetic_image(
             sx = math.hypot(beam_sigma_px, float(intrinsic.max()))
             sy = math.hypot(beam_sigma_px, float(intrinsic.min()))
             theta = float(rng.uniform(0.0, math.pi))
+            flux = peak * (sx * sy) / (beam_sigma_px * beam_sigma_px)
         _add_gaussian(image, x, y, peak, sx, sy, theta)
-        flux = peak * (sx * sy) / (beam_sigma_px * beam_sigma_px)
         truth.append(TruthSource(i + 1, x, y, float(ra[i]), float(dec[i]), peak, flux))
 
     fits.PrimaryHDU(data=image.astype(np.float32), header=header).writeto(path, overwrite=True)

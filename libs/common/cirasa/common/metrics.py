@@ -23,7 +23,9 @@ HTTP_REQUESTS = Counter(
 )
 JOB_TRANSITIONS = Counter("cirasa_jobs_total", "Job state transitions seen by the monitor", ["state"])
 JOBS_ACTIVE = Gauge("cirasa_jobs_active", "Jobs PENDING or RUNNING, per platform", ["platform", "state"])
-OUTBOX_PENDING = Gauge("cirasa_outbox_pending", "Events written but not yet confirmed by the broker", ["service"])
+OUTBOX_PENDING = Gauge(
+    "cirasa_outbox_pending", "Events written but not yet confirmed by the broker", ["service"]
+)
 PLATFORM_RESERVED_CORES = Gauge(
     "cirasa_platform_reserved_cores", "Cores held by offers and running jobs", ["platform"]
 )

@@ -11,6 +11,7 @@ dedupe by ``event_id``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -30,15 +31,13 @@ PENDING_FILTER: dict[str, Any] = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
 
 def outbox_push(events: Sequence[Event]) -> dict[str, Any]:
     """The ``$push`` clause that queues ``events`` in the same update as the state change."""
-    entries = [
-        {"event_id": e.event_id, "queued_at": utcnow(), "body": e.model_dump_json()} for e in events
-    ]
+    entries = [{"event_id": e.event_id, "queued_at": utcnow(), "body": e.model_dump_json()} for e in events]
     return {OUTBOX_FIELD: {"$each": entries}}
 
 
 def outbox_entries(events: Sequence[Event]) -> list[dict[str, Any]]:
     """Outbox entries for a document that is inserted whole."""
-    return outbox_push(events)[OUTBOX_FIELD]["$each"]  # type: ignore[no-any-return]
+    return outbox_push(events)[OUTBOX_FIELD]["$each"]
 
 
 class OutboxRelay:
@@ -77,12 +76,12 @@ class OutboxRelay:
                     log.info("outbox.swept", published=n)
             except Exception as exc:  # the broker or the store is down; try again next round
                 log.warning("outbox.sweep_failed", error=str(exc))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            except TimeoutError:
-                pass
 
-    async def _publish_entries(self, collection: Collection, doc_id: Any, entries: list[dict[str, Any]]) -> int:
+    async def _publish_entries(
+        self, collection: Collection, doc_id: Any, entries: list[dict[str, Any]]
+    ) -> int:
         done = 0
         for entry in entries:
             event = decode_event(entry["body"])

@@ -78,7 +78,9 @@ class Service:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.log.exception("service.loop_crashed", loop=getattr(loop, "__name__", "?"), error=repr(exc))
+                self.log.exception(
+                    "service.loop_crashed", loop=getattr(loop, "__name__", "?"), error=repr(exc)
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=1.0)
 

@@ -34,7 +34,9 @@ class PlatformConfig(BaseModel):
 
 def _default_platforms() -> list[PlatformConfig]:
     cores = max(1, os.cpu_count() or 1)
-    return [PlatformConfig(name="local", backend="local", cores=cores, memory_gib=4.0, max_duration_s=6 * 3600)]
+    return [
+        PlatformConfig(name="local", backend="local", cores=cores, memory_gib=4.0, max_duration_s=6 * 3600)
+    ]
 
 
 class GatewaySettings(BaseModel):
@@ -45,8 +47,12 @@ class GatewaySettings(BaseModel):
 class MonitorSettings(BaseModel):
     poll_interval_s: float = Field(0.25, gt=0)
     reconcile_interval_s: float = Field(10.0, gt=0)
-    start_timeout_s: float = Field(300.0, gt=0, description="dispatched jobs that never start fail after this")
-    submit_timeout_s: float = Field(600.0, gt=0, description="submitted jobs never dispatched fail after this")
+    start_timeout_s: float = Field(
+        300.0, gt=0, description="dispatched jobs that never start fail after this"
+    )
+    submit_timeout_s: float = Field(
+        600.0, gt=0, description="submitted jobs never dispatched fail after this"
+    )
 
 
 class Settings(BaseSettings):

@@ -8,6 +8,7 @@ indexes) so that both behave alike; no sessions, transactions or change streams.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -66,7 +67,9 @@ async def ensure_indexes(db: Database, indexes: Mapping[str, Iterable[IndexModel
     for name, models in indexes.items():
         for model in models:
             doc = model.document
-            await db[name].create_index(list(doc["key"].items()), **{k: v for k, v in doc.items() if k != "key"})
+            await db[name].create_index(
+                list(doc["key"].items()), **{k: v for k, v in doc.items() if k != "key"}
+            )
 
 
 class Inbox:
@@ -90,7 +93,5 @@ class Inbox:
         return await self._coll.find_one({"_id": f"{queue}:{event_id}"}, {"_id": 1}) is not None
 
     async def mark(self, queue: str, event_id: str) -> None:
-        try:
+        with contextlib.suppress(DuplicateKeyError):
             await self._coll.insert_one({"_id": f"{queue}:{event_id}", "seen_at": utcnow()})
-        except DuplicateKeyError:
-            pass

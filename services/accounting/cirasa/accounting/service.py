@@ -49,8 +49,11 @@ class Accounting(Service):
         self.jobs, self.files, self.usage = self.db[JOBS], self.db[FILES], self.db[USAGE]
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
-        return {JOBS: [IndexModel([("user", ASCENDING)])], FILES: [IndexModel([("user", ASCENDING)])],
-                USAGE: [IndexModel([("dirty", ASCENDING)])]}
+        return {
+            JOBS: [IndexModel([("user", ASCENDING)])],
+            FILES: [IndexModel([("user", ASCENDING)])],
+            USAGE: [IndexModel([("dirty", ASCENDING)])],
+        }
 
     def register(self) -> None:
         self.bus.subscribe(TaskProposed, self.on_task_proposed)
@@ -67,36 +70,50 @@ class Accounting(Service):
     async def on_task_proposed(self, ev: TaskProposed) -> None:
         await self.jobs.update_one(
             {"_id": ev.correlation_id},
-            {"$set": {"user": ev.user, "app": ev.app},
-             "$setOnInsert": {"state": JobState.PENDING.value, "seq": 0, "elapsed_s": 0.0}},
+            {
+                "$set": {"user": ev.user, "app": ev.app},
+                "$setOnInsert": {"state": JobState.PENDING.value, "seq": 0, "elapsed_s": 0.0},
+            },
             upsert=True,
         )
         await self._mark_dirty(ev.user)
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
-        await self.jobs.update_one({"_id": ev.job_id}, {"$setOnInsert": {"seq": 0, "user": ev.user, "app": ev.app}},
-                                   upsert=True)
+        await self.jobs.update_one(
+            {"_id": ev.job_id}, {"$setOnInsert": {"seq": 0, "user": ev.user, "app": ev.app}}, upsert=True
+        )
         result = await self.jobs.update_one(
-            {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": [s.value for s in JobState if s.is_terminal]}},
+            {
+                "_id": ev.job_id,
+                "seq": {"$lt": ev.seq},
+                "state": {"$nin": [s.value for s in JobState if s.is_terminal]},
+            },
             {"$set": {"state": ev.state.value, "seq": ev.seq, "elapsed_s": max(ev.elapsed_s, 0.0)}},
         )
         if result.modified_count:
             await self._mark_dirty(ev.user)
 
     async def on_file_uploaded(self, ev: FileUploaded) -> None:
-        await self.files.update_one({"_id": ev.file_id}, {"$setOnInsert": {
-            "user": ev.user, "size_bytes": ev.size_bytes, "deleted": False}}, upsert=True)
+        await self.files.update_one(
+            {"_id": ev.file_id},
+            {"$setOnInsert": {"user": ev.user, "size_bytes": ev.size_bytes, "deleted": False}},
+            upsert=True,
+        )
         await self._mark_dirty(ev.user)
 
     async def on_file_deleted(self, ev: FileDeleted) -> None:
-        await self.files.update_one({"_id": ev.file_id}, {"$set": {"user": ev.user, "size_bytes": ev.size_bytes,
-                                                                   "deleted": True}}, upsert=True)
+        await self.files.update_one(
+            {"_id": ev.file_id},
+            {"$set": {"user": ev.user, "size_bytes": ev.size_bytes, "deleted": True}},
+            upsert=True,
+        )
         await self._mark_dirty(ev.user)
 
     async def _mark_dirty(self, user: str) -> None:
         for who in (user, ALL_USERS):
-            await self.usage.update_one({"_id": who}, {"$set": {"dirty": True},
-                                                       "$setOnInsert": {"outbox": []}}, upsert=True)
+            await self.usage.update_one(
+                {"_id": who}, {"$set": {"dirty": True}, "$setOnInsert": {"outbox": []}}, upsert=True
+            )
 
     async def publish_dirty(self) -> None:
         async for doc in self.usage.find({"dirty": True}, {"_id": 1}):
@@ -105,7 +122,9 @@ class Accounting(Service):
             await self.usage.update_one({"_id": who}, {"$set": {"dirty": False}})
             usage = await (self.platform_usage() if who == ALL_USERS else self.user_usage(who))
             event = UsageUpdated(producer=self.name, correlation_id=f"usage:{who}", user=who, usage=usage)
-            await self.usage.update_one({"_id": who}, {"$set": {"current": usage}, "$push": outbox_push([event])})
+            await self.usage.update_one(
+                {"_id": who}, {"$set": {"current": usage}, "$push": outbox_push([event])}
+            )
             await self.relay.flush(self.usage, who)
 
     async def user_usage(self, user: str) -> dict[str, Any]:
@@ -132,7 +151,12 @@ class Accounting(Service):
 
 
 def _job_counts(jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"njobs": len(jobs), "njobs_unknown": 0, "job_runtime": 0.0, "job_completed_runtime": 0.0}
+    out: dict[str, Any] = {
+        "njobs": len(jobs),
+        "njobs_unknown": 0,
+        "job_runtime": 0.0,
+        "job_completed_runtime": 0.0,
+    }
     out.update({f: 0 for f in _STATE_FIELDS.values()})
     for job in jobs:
         field = _STATE_FIELDS.get(job.get("state", ""), "njobs_unknown")

@@ -37,7 +37,7 @@ def error(code: int, status: str, **extra: Any) -> JSONResponse:
 
 
 def gateway_of(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
+    return request.app.state.gateway
 
 
 def build_router() -> APIRouter:
@@ -51,25 +51,39 @@ def build_router() -> APIRouter:
         empty = {"filename_orig": "", "tag": "", "format": "", "size": "", "uuid": "", "date": ""}
         max_bytes = gw.settings.gateway.max_upload_mib * 1024 * 1024
         try:
-            received = await receive_upload(request.headers.get("content-type"),
-                                            request.headers.get("content-length"), request.stream(),
-                                            gw.settings.data_dir / ".incoming", max_bytes)
+            received = await receive_upload(
+                request.headers.get("content-type"),
+                request.headers.get("content-length"),
+                request.stream(),
+                gw.settings.data_dir / ".incoming",
+                max_bytes,
+            )
         except UploadError as exc:
             return error(exc.status_code, exc.message, **empty)
         filename = Path(received.filename).name
         fmt = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
         if fmt not in ALLOWED_FORMATS:
             received.discard()
-            return error(415, f"File format not allowed, allowed file types are: {{{'|'.join(ALLOWED_FORMATS)}}}",
-                         **empty)
+            return error(
+                415,
+                f"File format not allowed, allowed file types are: {{{'|'.join(ALLOWED_FORMATS)}}}",
+                **empty,
+            )
         if not content_matches(received.tmp_path, fmt):
             received.discard()
             return error(415, f"File content is not a valid {fmt.upper()} file (checked its header)", **empty)
         doc = await gw.register_file(user, received, fmt)
-        return JSONResponse({
-            "filename_orig": doc["filename_orig"], "tag": doc["tag"], "format": fmt, "size": doc["filesize"],
-            "uuid": doc["fileid"], "date": doc["filedate"], "status": "File uploaded with success",
-        })
+        return JSONResponse(
+            {
+                "filename_orig": doc["filename_orig"],
+                "tag": doc["tag"],
+                "format": fmt,
+                "size": doc["filesize"],
+                "uuid": doc["fileid"],
+                "date": doc["filedate"],
+                "status": "File uploaded with success",
+            }
+        )
 
     @r.get("/fileids")
     async def fileids(request: Request, user: str = Depends(current_user)) -> Response:
@@ -143,8 +157,11 @@ def build_router() -> APIRouter:
         if "data_inputs" not in body:
             return error(400, "No data inputs field found in request!", **base)
         data_inputs = body["data_inputs"]
-        file = await gw.find_file(user, data_inputs) if isinstance(data_inputs, str) and _ID.match(data_inputs) \
+        file = (
+            await gw.find_file(user, data_inputs)
+            if isinstance(data_inputs, str) and _ID.match(data_inputs)
             else None
+        )
         if file is None:
             return error(400, "Cannot find file corresponding to given data input uid!", **base)
         app = get_app(app_name)
@@ -155,16 +172,28 @@ def build_router() -> APIRouter:
         except OptionError as exc:
             return error(400, str(exc), **base)
         walltime = body.get("walltime_s")
-        if walltime is not None and (isinstance(walltime, bool) or not isinstance(walltime, int)
-                                     or not 1 <= walltime <= app.resources.duration_s):
-            return error(400, f"Option walltime_s must be an integer between 1 and {app.resources.duration_s}",
-                         **base)
+        if walltime is not None and (
+            isinstance(walltime, bool)
+            or not isinstance(walltime, int)
+            or not 1 <= walltime <= app.resources.duration_s
+        ):
+            return error(
+                400, f"Option walltime_s must be an integer between 1 and {app.resources.duration_s}", **base
+            )
         tag = body.get("tag", "")
-        if not isinstance(tag, str | int | float) or isinstance(tag, str) and len(tag) > 256:
+        if not isinstance(tag, str | int | float) or (isinstance(tag, str) and len(tag) > 256):
             return error(400, "Option tag must be a string of at most 256 characters", **base)
         doc = await gw.submit_job(user, NewJob(app, validated.values, job_inputs, file, tag, walltime))
-        reply = {"app": app_name, "job_id": doc["job_id"], "job_inputs": job_inputs, "data_inputs": data_inputs,
-                 "tag": tag, "state": "PENDING", "status": doc["status"], "submit_date": doc["submit_date"]}
+        reply = {
+            "app": app_name,
+            "job_id": doc["job_id"],
+            "job_inputs": job_inputs,
+            "data_inputs": data_inputs,
+            "tag": tag,
+            "state": "PENDING",
+            "status": doc["status"],
+            "submit_date": doc["submit_date"],
+        }
         if validated.ignored:
             reply["ignored_options"] = validated.ignored
         return JSONResponse(reply, status_code=202)
@@ -190,28 +219,41 @@ def build_router() -> APIRouter:
         if job is None:
             return error(404, f"Job {job_id} not found for user {user}!")
         if job["state"] in TERMINAL_STATES:
-            return JSONResponse({"status": f"Job {job_id} already completed with state {job['state']}, "
-                                           "nothing to be canceled."})
+            return JSONResponse(
+                {
+                    "status": f"Job {job_id} already completed with state {job['state']}, "
+                    "nothing to be canceled."
+                }
+            )
         await gw.request_cancel(user, job)
         for _ in range(50):  # a short wait makes the common case look synchronous to old clients
             await asyncio.sleep(0.1)
             job = await gw.find_job(user, job_id)
             if job is not None and job["state"] in TERMINAL_STATES:
-                return JSONResponse({"status": f"Job canceled and status updated in DB (state={job['state']})"})
+                return JSONResponse(
+                    {"status": f"Job canceled and status updated in DB (state={job['state']})"}
+                )
         return JSONResponse({"status": "Cancel requested; the job will be CANCELED shortly"})
 
     # --- outputs --------------------------------------------------------------------------
 
-    async def finished_job(request: Request, job_id: str, user: str) -> tuple[dict[str, Any] | None, Response | None]:
+    async def finished_job(
+        request: Request, job_id: str, user: str
+    ) -> tuple[dict[str, Any] | None, Response | None]:
         job = await gateway_of(request).find_job(user, job_id)
         if job is None:
             return None, error(404, f"Job {job_id} not found for user {user}!", job_id=job_id)
         if job["state"] in NOT_READY_STATES:
-            return None, error(202, f"Job {job_id} not yet completed (state={job['state']}), output not available",
-                               job_id=job_id)
+            return None, error(
+                202,
+                f"Job {job_id} not yet completed (state={job['state']}), output not available",
+                job_id=job_id,
+            )
         return job, None
 
-    async def product(request: Request, job_id: str, user: str, pattern: str) -> tuple[Path | None, Response | None]:
+    async def product(
+        request: Request, job_id: str, user: str, pattern: str
+    ) -> tuple[Path | None, Response | None]:
         job, early = await finished_job(request, job_id, user)
         if job is None:
             return None, early
@@ -230,8 +272,12 @@ def build_router() -> APIRouter:
         if not job_dir.is_dir():
             return error(500, f"Cannot find desired output for job {job_id}!", job_id=job_id)
         archive = await asyncio.to_thread(build_job_archive, job_dir, f"job_{job_id}")
-        return FileResponse(archive, filename=f"job_{job_id}.tar.gz", media_type="application/gzip",
-                            background=BackgroundTask(archive.unlink, missing_ok=True))
+        return FileResponse(
+            archive,
+            filename=f"job_{job_id}.tar.gz",
+            media_type="application/gzip",
+            background=BackgroundTask(archive.unlink, missing_ok=True),
+        )
 
     def json_product(route: str, pattern: str) -> None:
         @r.get(f"/job/{{job_id}}/{route}", name=route)

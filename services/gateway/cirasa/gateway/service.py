@@ -70,8 +70,13 @@ class Gateway(Service):
     # --- read model -----------------------------------------------------------------------
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
-        changes: dict[str, Any] = {"state": ev.state.value, "status": ev.status, "seq": ev.seq,
-                                   "exit_code": ev.exit_code, "elapsed_time": round(ev.elapsed_s, 3)}
+        changes: dict[str, Any] = {
+            "state": ev.state.value,
+            "status": ev.status,
+            "seq": ev.seq,
+            "exit_code": ev.exit_code,
+            "elapsed_time": round(ev.elapsed_s, 3),
+        }
         if ev.platform:
             changes["platform"] = ev.platform
         if ev.started_at:
@@ -87,13 +92,19 @@ class Gateway(Service):
         if ev.accepted and ev.platform:
             await self.jobs.update_one(
                 {"_id": ev.correlation_id, "seq": 0},
-                {"$set": {"platform": ev.platform, "status": f"Offer accepted on platform {ev.platform}",
-                          "resources": ev.resources.model_dump() if ev.resources else None}},
+                {
+                    "$set": {
+                        "platform": ev.platform,
+                        "status": f"Offer accepted on platform {ev.platform}",
+                        "resources": ev.resources.model_dump() if ev.resources else None,
+                    }
+                },
             )
 
     async def on_usage_updated(self, ev: UsageUpdated) -> None:
-        await self.usage.update_one({"_id": ev.user}, {"$set": {"usage": ev.usage, "at": ev.occurred_at}},
-                                    upsert=True)
+        await self.usage.update_one(
+            {"_id": ev.user}, {"$set": {"usage": ev.usage, "at": ev.occurred_at}}, upsert=True
+        )
 
     # --- files ----------------------------------------------------------------------------
 
@@ -108,12 +119,29 @@ class Gateway(Service):
         os.replace(received.tmp_path, dest)
         received.discard()
         doc = {
-            "_id": file_id, "fileid": file_id, "user": user, "relpath": relpath,
-            "filename_orig": received.filename, "fileext": fmt, "filesize": received.size_bytes / 2**20,
-            "size_bytes": received.size_bytes, "filedate": utcnow().isoformat(), "metadata": "",
-            "tag": received.tag, "deleted": False,
-            "outbox": outbox_entries([FileUploaded(producer=self.name, correlation_id=file_id, user=user,
-                                                   file_id=file_id, size_bytes=received.size_bytes)]),
+            "_id": file_id,
+            "fileid": file_id,
+            "user": user,
+            "relpath": relpath,
+            "filename_orig": received.filename,
+            "fileext": fmt,
+            "filesize": received.size_bytes / 2**20,
+            "size_bytes": received.size_bytes,
+            "filedate": utcnow().isoformat(),
+            "metadata": "",
+            "tag": received.tag,
+            "deleted": False,
+            "outbox": outbox_entries(
+                [
+                    FileUploaded(
+                        producer=self.name,
+                        correlation_id=file_id,
+                        user=user,
+                        file_id=file_id,
+                        size_bytes=received.size_bytes,
+                    )
+                ]
+            ),
         }
         try:
             await self.files.insert_one(doc)
@@ -124,18 +152,24 @@ class Gateway(Service):
         return doc
 
     async def find_file(self, user: str, file_id: str) -> dict[str, Any] | None:
-        return await self.files.find_one({"_id": file_id, "user": user, "deleted": False})  # type: ignore[no-any-return]
+        return await self.files.find_one({"_id": file_id, "user": user, "deleted": False})
 
     async def list_files(self, user: str) -> list[dict[str, Any]]:
         cursor = self.files.find({"user": user, "deleted": False}, HIDDEN | {"size_bytes": 0})
         return [d async for d in cursor.sort("filedate", ASCENDING)]
 
     async def delete_file(self, user: str, doc: dict[str, Any]) -> bool:
-        event = FileDeleted(producer=self.name, correlation_id=doc["_id"], user=user, file_id=doc["_id"],
-                            size_bytes=doc.get("size_bytes", 0))
-        result = await self.files.update_one({"_id": doc["_id"], "deleted": False},
-                                             {"$set": {"deleted": True, "deleted_at": utcnow()},
-                                              "$push": outbox_push([event])})
+        event = FileDeleted(
+            producer=self.name,
+            correlation_id=doc["_id"],
+            user=user,
+            file_id=doc["_id"],
+            size_bytes=doc.get("size_bytes", 0),
+        )
+        result = await self.files.update_one(
+            {"_id": doc["_id"], "deleted": False},
+            {"$set": {"deleted": True, "deleted_at": utcnow()}, "$push": outbox_push([event])},
+        )
         if result.modified_count != 1:
             return False
         (self.settings.data_dir / doc["relpath"]).unlink(missing_ok=True)
@@ -148,19 +182,41 @@ class Gateway(Service):
         job_id = new_id()
         now = utcnow()
         proposal = TaskProposed(
-            producer=self.name, correlation_id=job_id, user=user, app=new.app.name, options=new.options,
-            inputs=[InputFile(file_id=new.file["_id"], relpath=new.file["relpath"],
-                              size_bytes=new.file.get("size_bytes", 0))],
-            resources=new.app.resources if new.walltime_s is None
+            producer=self.name,
+            correlation_id=job_id,
+            user=user,
+            app=new.app.name,
+            options=new.options,
+            inputs=[
+                InputFile(
+                    file_id=new.file["_id"],
+                    relpath=new.file["relpath"],
+                    size_bytes=new.file.get("size_bytes", 0),
+                )
+            ],
+            resources=new.app.resources
+            if new.walltime_s is None
             else new.app.resources.model_copy(update={"duration_s": new.walltime_s}),
             auto_accept=self.settings.gateway.auto_accept,
             tag=new.tag if isinstance(new.tag, str) else str(new.tag),
         )
         doc = {
-            "_id": job_id, "job_id": job_id, "user": user, "app": new.app.name, "job_inputs": new.job_inputs,
-            "data_inputs": new.file["_id"], "tag": new.tag, "submit_date": now.isoformat(), "metadata": "",
-            "state": JobState.PENDING.value, "status": "Job submitted and registered with success", "seq": 0,
-            "pid": "", "exit_code": -1, "elapsed_time": 0.0, "platform": None,
+            "_id": job_id,
+            "job_id": job_id,
+            "user": user,
+            "app": new.app.name,
+            "job_inputs": new.job_inputs,
+            "data_inputs": new.file["_id"],
+            "tag": new.tag,
+            "submit_date": now.isoformat(),
+            "metadata": "",
+            "state": JobState.PENDING.value,
+            "status": "Job submitted and registered with success",
+            "seq": 0,
+            "pid": "",
+            "exit_code": -1,
+            "elapsed_time": 0.0,
+            "platform": None,
             "outbox": outbox_entries([proposal]),
         }
         await self.jobs.insert_one(doc)
@@ -168,7 +224,7 @@ class Gateway(Service):
         return doc
 
     async def find_job(self, user: str, job_id: str) -> dict[str, Any] | None:
-        return await self.jobs.find_one({"_id": job_id, "user": user})  # type: ignore[no-any-return]
+        return await self.jobs.find_one({"_id": job_id, "user": user})
 
     async def list_jobs(self, user: str) -> list[dict[str, Any]]:
         cursor = self.jobs.find({"user": user}, HIDDEN)
@@ -176,8 +232,9 @@ class Gateway(Service):
 
     async def request_cancel(self, user: str, job: dict[str, Any]) -> None:
         event = CancelRequested(producer=self.name, correlation_id=job["_id"], user=user, job_id=job["_id"])
-        await self.jobs.update_one({"_id": job["_id"]}, {"$set": {"cancel_requested_at": utcnow()},
-                                                         "$push": outbox_push([event])})
+        await self.jobs.update_one(
+            {"_id": job["_id"]}, {"$set": {"cancel_requested_at": utcnow()}, "$push": outbox_push([event])}
+        )
         await self.relay.flush(self.jobs, job["_id"])
 
     def job_dir(self, job: dict[str, Any]) -> Path:
@@ -186,4 +243,3 @@ class Gateway(Service):
     async def usage_for(self, user: str) -> dict[str, Any] | None:
         doc = await self.usage.find_one({"_id": user})
         return None if doc is None else doc["usage"]
-

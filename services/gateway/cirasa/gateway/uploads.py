@@ -7,6 +7,7 @@ as soon as it exceeds the limit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -56,17 +57,22 @@ def content_matches(path: Path, fmt: str) -> bool:
 
 
 async def receive_upload(
-    content_type: str | None, content_length: str | None, body: AsyncIterator[bytes], tmp_dir: Path, max_bytes: int
+    content_type: str | None,
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+    tmp_dir: Path,
+    max_bytes: int,
 ) -> ReceivedFile:
     """Parse a multipart body with a ``file`` part (and an optional ``tag`` field) into ``tmp_dir``."""
     ctype, params = parse_options_header(content_type or "")
     if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadError(400, "Missing file field in request! (expected multipart/form-data with a 'file' part)")
+        raise UploadError(
+            400, "Missing file field in request! (expected multipart/form-data with a 'file' part)"
+        )
     limit = max_bytes + _FORM_OVERHEAD
     if content_length and content_length.isdigit() and int(content_length) > limit:
         raise UploadError(413, f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    request_dir = Path(tempfile.mkdtemp(prefix="upload-", dir=tmp_dir))
+    request_dir = await asyncio.to_thread(_request_dir, tmp_dir)
     try:
         return await _parse(params[b"boundary"], body, request_dir, max_bytes, limit)
     except BaseException:
@@ -74,8 +80,9 @@ async def receive_upload(
         raise
 
 
-async def _parse(boundary: bytes, body: AsyncIterator[bytes], request_dir: Path, max_bytes: int,
-                 limit: int) -> ReceivedFile:
+async def _parse(
+    boundary: bytes, body: AsyncIterator[bytes], request_dir: Path, max_bytes: int, limit: int
+) -> ReceivedFile:
     files: list[File] = []
     fields: dict[str, str] = {}
 
@@ -87,9 +94,17 @@ async def _parse(boundary: bytes, body: AsyncIterator[bytes], request_dir: Path,
         files.append(file)
 
     parser = FormParser(
-        "multipart/form-data", on_field, on_file, boundary=boundary,
-        config={"UPLOAD_DIR": str(request_dir), "UPLOAD_DELETE_TMP": False, "MAX_MEMORY_FILE_SIZE": 0,
-                "UPLOAD_KEEP_FILENAME": False, "MAX_BODY_SIZE": limit},
+        "multipart/form-data",
+        on_field,
+        on_file,
+        boundary=boundary,
+        config={
+            "UPLOAD_DIR": str(request_dir),
+            "UPLOAD_DELETE_TMP": False,
+            "MAX_MEMORY_FILE_SIZE": 0,
+            "UPLOAD_KEEP_FILENAME": False,
+            "MAX_BODY_SIZE": limit,
+        },
     )
     received = 0
     try:
@@ -117,6 +132,11 @@ async def _parse(boundary: bytes, body: AsyncIterator[bytes], request_dir: Path,
     if file.size > max_bytes:
         raise UploadError(413, f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
     return ReceivedFile(path, name, file.size, fields.get("tag", ""))
+
+
+def _request_dir(tmp_dir: Path) -> Path:
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="upload-", dir=tmp_dir))
 
 
 def _flushed_path(file: File) -> Path | None:

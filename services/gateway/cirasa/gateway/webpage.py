@@ -26,10 +26,13 @@ async function refresh() {
   document.getElementById("file").innerHTML = files.map(f =>
     `<option value="${esc(f.fileid)}">${esc(f.filename_orig)}</option>`).join("");
   const jobs = await (await fetch(api + "/jobs")).json();
-  document.getElementById("jobs").innerHTML = jobs.reverse().map(j => `<tr><td>${esc(j.job_id.slice(0, 8))}</td>
+  document.getElementById("jobs").innerHTML = jobs.reverse().map(j => `<tr>
+    <td>${esc(j.job_id.slice(0, 8))}</td>
     <td>${esc(j.app)}</td><td class="${esc(j.state)}">${esc(j.state)}</td><td>${esc(j.status)}</td>
-    <td>${esc(j.elapsed_time)}</td><td>${j.state === "SUCCESS" ?
-    `<a href="${api}/job/${esc(j.job_id)}/output">archive</a> <a href="${api}/job/${esc(j.job_id)}/sources">catalogue</a>
+    <td>${esc(j.elapsed_time)}</td>
+    <td>${j.state === "SUCCESS" ?
+    `<a href="${api}/job/${esc(j.job_id)}/output">archive</a>
+     <a href="${api}/job/${esc(j.job_id)}/sources">catalogue</a>
      <a href="${api}/job/${esc(j.job_id)}/output-plot">preview</a>` : ""}</td></tr>`).join("");
 }
 async function loadApps() {

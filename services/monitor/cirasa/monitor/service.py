@@ -65,9 +65,17 @@ class Monitor(Service):
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         await self.jobs.update_one(
             {"_id": ev.job_id},
-            {"$set": {"user": ev.user, "app": ev.app, "platform": ev.platform, "backend": ev.backend,
-                      "duration_s": ev.resources.duration_s, "submitted_at": ev.occurred_at},
-             "$setOnInsert": self._new_job()},
+            {
+                "$set": {
+                    "user": ev.user,
+                    "app": ev.app,
+                    "platform": ev.platform,
+                    "backend": ev.backend,
+                    "duration_s": ev.resources.duration_s,
+                    "submitted_at": ev.occurred_at,
+                },
+                "$setOnInsert": self._new_job(),
+            },
             upsert=True,
         )
 
@@ -75,10 +83,19 @@ class Monitor(Service):
         """Dispatch news may overtake JobSubmitted (different queues): both upsert."""
         await self.jobs.update_one(
             {"_id": ev.job_id},
-            {"$set": {"dispatched": True, "backend_job_id": ev.backend_job_id, "job_dir": ev.job_dir,
-                      "platform": ev.platform, "backend": ev.backend, "user": ev.user,
-                      "duration_s": ev.duration_s, "dispatched_at": ev.occurred_at},
-             "$setOnInsert": {k: v for k, v in self._new_job().items() if k != "dispatched"}},
+            {
+                "$set": {
+                    "dispatched": True,
+                    "backend_job_id": ev.backend_job_id,
+                    "job_dir": ev.job_dir,
+                    "platform": ev.platform,
+                    "backend": ev.backend,
+                    "user": ev.user,
+                    "duration_s": ev.duration_s,
+                    "dispatched_at": ev.occurred_at,
+                },
+                "$setOnInsert": {k: v for k, v in self._new_job().items() if k != "dispatched"},
+            },
             upsert=True,
         )
         doc = await self.jobs.find_one({"_id": ev.job_id})
@@ -89,14 +106,26 @@ class Monitor(Service):
             await self.transition(doc, BackendStatus(state, ev.error, exit_code=-1), ev)
         elif doc["state"] in (s.value for s in JobState if s.is_terminal):
             # we already gave up on this job (reconciliation); do not let it run unaccounted
-            await self.bus.publish(CancelRequested(
-                producer=self.name, correlation_id=ev.job_id, causation_id=ev.event_id, user=ev.user,
-                job_id=ev.job_id, reason=f"Job was already {doc['state']} when it was dispatched"))
+            await self.bus.publish(
+                CancelRequested(
+                    producer=self.name,
+                    correlation_id=ev.job_id,
+                    causation_id=ev.event_id,
+                    user=ev.user,
+                    job_id=ev.job_id,
+                    reason=f"Job was already {doc['state']} when it was dispatched",
+                )
+            )
 
     @staticmethod
     def _new_job() -> dict[str, Any]:
-        return {"state": JobState.PENDING.value, "seq": 0, "dispatched": False, "outbox": [],
-                "created_at": utcnow()}
+        return {
+            "state": JobState.PENDING.value,
+            "seq": 0,
+            "dispatched": False,
+            "outbox": [],
+            "created_at": utcnow(),
+        }
 
     # --- polling --------------------------------------------------------------------------
 
@@ -120,8 +149,12 @@ class Monitor(Service):
             for doc in docs:
                 status = statuses.get(doc["_id"])
                 if status is None:
-                    await self.transition(doc, BackendStatus(
-                        JobState.FAILURE, "Job vanished from its backend (no record of it is left)"))
+                    await self.transition(
+                        doc,
+                        BackendStatus(
+                            JobState.FAILURE, "Job vanished from its backend (no record of it is left)"
+                        ),
+                    )
                 elif status.state.value != doc["state"]:
                     await self.transition(doc, status)
 
@@ -132,25 +165,49 @@ class Monitor(Service):
         async for doc in self.jobs.find({"state": {"$in": ACTIVE}}):
             created = _aware(doc.get("submitted_at") or doc["created_at"])
             if not doc.get("dispatched") and now - created > timedelta(seconds=cfg.submit_timeout_s):
-                await self.transition(doc, BackendStatus(
-                    JobState.FAILURE, f"Job was not dispatched by the scheduler within {cfg.submit_timeout_s:g} s"))
+                await self.transition(
+                    doc,
+                    BackendStatus(
+                        JobState.FAILURE,
+                        f"Job was not dispatched by the scheduler within {cfg.submit_timeout_s:g} s",
+                    ),
+                )
             elif doc["state"] == JobState.RUNNING.value and doc.get("started_at"):
                 limit = timedelta(seconds=doc.get("duration_s", 0) + 60)
                 if now - _aware(doc["started_at"]) > limit:
                     await asyncio.to_thread(self._backend(doc["backend"]).cancel, self._tracked(doc))
-                    await self.transition(doc, BackendStatus(
-                        JobState.TIMED_OUT, "Job overran its wall-time limit and was stopped by reconciliation",
-                        exit_code=124))
-            elif doc["state"] == JobState.PENDING.value and doc.get("dispatched_at"):
-                if now - _aware(doc["dispatched_at"]) > timedelta(seconds=cfg.start_timeout_s):
-                    await self.transition(doc, BackendStatus(
-                        JobState.FAILURE, f"Job did not start within {cfg.start_timeout_s:g} s of dispatch"))
+                    await self.transition(
+                        doc,
+                        BackendStatus(
+                            JobState.TIMED_OUT,
+                            "Job overran its wall-time limit and was stopped by reconciliation",
+                            exit_code=124,
+                        ),
+                    )
+            elif (
+                doc["state"] == JobState.PENDING.value
+                and doc.get("dispatched_at")
+                and now - _aware(doc["dispatched_at"]) > timedelta(seconds=cfg.start_timeout_s)
+            ):
+                await self.transition(
+                    doc,
+                    BackendStatus(
+                        JobState.FAILURE,
+                        f"Job did not start within {cfg.start_timeout_s:g} s of dispatch",
+                    ),
+                )
 
     # --- transitions ----------------------------------------------------------------------
 
-    async def transition(self, doc: dict[str, Any], status: BackendStatus, cause: Event | None = None) -> None:
+    async def transition(
+        self, doc: dict[str, Any], status: BackendStatus, cause: Event | None = None
+    ) -> None:
         """Apply a backend status; a final state reached from PENDING passes through RUNNING."""
-        if status.state.is_terminal and doc["state"] == JobState.PENDING.value and status.started_at is not None:
+        if (
+            status.state.is_terminal
+            and doc["state"] == JobState.PENDING.value
+            and status.started_at is not None
+        ):
             running = BackendStatus(JobState.RUNNING, "Job is running", started_at=status.started_at)
             applied = await self._apply(doc, running, cause)
             if applied is None:
@@ -158,16 +215,33 @@ class Monitor(Service):
             doc = applied
         await self._apply(doc, status, cause)
 
-    async def _apply(self, doc: dict[str, Any], status: BackendStatus, cause: Event | None) -> dict[str, Any] | None:
+    async def _apply(
+        self, doc: dict[str, Any], status: BackendStatus, cause: Event | None
+    ) -> dict[str, Any] | None:
         seq = doc["seq"] + 1
         event = JobStateChanged(
-            producer=self.name, correlation_id=doc["_id"], causation_id=cause.event_id if cause else None,
-            user=doc.get("user", "anonymous"), job_id=doc["_id"], platform=doc.get("platform"),
-            state=status.state, status=status.status, exit_code=status.exit_code, elapsed_s=status.elapsed_s,
-            started_at=status.started_at, finished_at=status.finished_at, seq=seq, app=doc.get("app"),
+            producer=self.name,
+            correlation_id=doc["_id"],
+            causation_id=cause.event_id if cause else None,
+            user=doc.get("user", "anonymous"),
+            job_id=doc["_id"],
+            platform=doc.get("platform"),
+            state=status.state,
+            status=status.status,
+            exit_code=status.exit_code,
+            elapsed_s=status.elapsed_s,
+            started_at=status.started_at,
+            finished_at=status.finished_at,
+            seq=seq,
+            app=doc.get("app"),
         )
-        changes: dict[str, Any] = {"state": status.state.value, "status": status.status, "seq": seq,
-                                   "exit_code": status.exit_code, "elapsed_s": status.elapsed_s}
+        changes: dict[str, Any] = {
+            "state": status.state.value,
+            "status": status.status,
+            "seq": seq,
+            "exit_code": status.exit_code,
+            "elapsed_s": status.elapsed_s,
+        }
         if status.started_at is not None:
             changes["started_at"] = status.started_at
         result = await self.jobs.update_one(
@@ -190,7 +264,9 @@ class Monitor(Service):
         return self._backends[kind]
 
     def _tracked(self, doc: dict[str, Any]) -> TrackedJob:
-        return TrackedJob(doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"]))
+        return TrackedJob(
+            doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"])
+        )
 
 
 def _aware(value: datetime) -> datetime:

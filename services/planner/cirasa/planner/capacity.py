@@ -20,7 +20,7 @@ from cirasa.common.store import Collection
 
 
 def mib(gib: float) -> int:
-    return int(round(gib * 1024))
+    return round(gib * 1024)
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,14 @@ class CapacityBook:
                 "used_memory_mib": {"$lte": mib(p.memory_gib) - memory_mib},
             },
             {
-                "$push": {"reservations": {"holder": holder, "cores": cores, "memory_mib": memory_mib,
-                                           "since": utcnow()}},
+                "$push": {
+                    "reservations": {
+                        "holder": holder,
+                        "cores": cores,
+                        "memory_mib": memory_mib,
+                        "since": utcnow(),
+                    }
+                },
                 "$inc": {"used_cores": cores, "used_memory_mib": memory_mib},
             },
             return_document=ReturnDocument.AFTER,

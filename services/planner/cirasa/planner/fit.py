@@ -27,20 +27,28 @@ def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
     if app is None:
         reasons.append(f"{name}: unknown app {task.app!r}")
     elif platform.apps is not None and task.app not in platform.apps:
-        reasons.append(f"{name}: does not offer app {task.app!r} (it offers {', '.join(platform.apps) or 'none'})")
+        reasons.append(
+            f"{name}: does not offer app {task.app!r} (it offers {', '.join(platform.apps) or 'none'})"
+        )
     elif platform.backend == "local" and not app.runnable_without_container:
-        reasons.append(f"{name}: app {task.app!r} needs its container image {app.image}, "
-                       "and a local platform runs only Python apps")
+        reasons.append(
+            f"{name}: app {task.app!r} needs its container image {app.image}, "
+            "and a local platform runs only Python apps"
+        )
     elif platform.backend != "local":
         reasons.append(f"{name}: the {platform.backend} backend is not available in this release")
     if req.min_cores > platform.cores:
         reasons.append(f"{name}: needs {req.min_cores} cores; the platform has {platform.cores}")
     if req.min_memory_gib > platform.memory_gib:
-        reasons.append(f"{name}: needs {req.min_memory_gib:g} GiB of memory; the platform has "
-                       f"{platform.memory_gib:g} GiB")
+        reasons.append(
+            f"{name}: needs {req.min_memory_gib:g} GiB of memory; the platform has "
+            f"{platform.memory_gib:g} GiB"
+        )
     if req.duration_s > platform.max_duration_s:
-        reasons.append(f"{name}: needs {req.duration_s} s of wall time; the platform allows at most "
-                       f"{platform.max_duration_s} s")
+        reasons.append(
+            f"{name}: needs {req.duration_s} s of wall time; the platform allows at most "
+            f"{platform.max_duration_s} s"
+        )
     return Fit(platform, reasons)
 
 

@@ -1,4 +1,4 @@
-"""The planner: TaskProposed → OfferMade (+ JobSubmitted when auto-accepted), capacity held until the job ends.
+"""The planner: TaskProposed → OfferMade (+ JobSubmitted when auto-accepted); capacity held until the end.
 
 A proposal moves NEW → WAITING → PLACED, or NEW → NO, or WAITING → CANCELED. A task that fits a
 platform but finds it full waits (FIFO, with backfill) and is placed when capacity comes back.
@@ -7,6 +7,7 @@ platform but finds it full waits (FIFO, with backfill) and is placed when capaci
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -73,23 +74,34 @@ class Planner(Service):
 
     async def on_task_proposed(self, ev: TaskProposed) -> None:
         pid = ev.correlation_id
-        try:
-            await self.proposals.insert_one({
-                "_id": pid, "state": "NEW", "user": ev.user, "task": ev.model_dump(mode="json"),
-                "created_at": utcnow(), "causation_id": ev.event_id, "outbox": [],
-            })
-        except DuplicateKeyError:
-            pass  # redelivered: carry on from wherever the first delivery got to
+        # a redelivery finds the proposal already there and carries on from where the first got to
+        with contextlib.suppress(DuplicateKeyError):
+            await self.proposals.insert_one(
+                {
+                    "_id": pid,
+                    "state": "NEW",
+                    "user": ev.user,
+                    "task": ev.model_dump(mode="json"),
+                    "created_at": utcnow(),
+                    "causation_id": ev.event_id,
+                    "outbox": [],
+                }
+            )
         fits = [static_fit(ev, p) for p in self.settings.platforms]
         if not any(f.ok for f in fits):
             summary = no_reasons_summary(ev, fits)
             reasons = [r for f in fits for r in f.reasons] or [summary]
             events: list[Event] = [
-                OfferMade(**self._env(ev), offer_id=offer_id_for(pid, "none"), accepted=False, reasons=reasons),
+                OfferMade(
+                    **self._env(ev), offer_id=offer_id_for(pid, "none"), accepted=False, reasons=reasons
+                ),
             ]
             if ev.auto_accept:
-                events.append(JobStateChanged(**self._env(ev), job_id=pid, state=JobState.ABORTED,
-                                              status=summary, seq=1, app=ev.app))
+                events.append(
+                    JobStateChanged(
+                        **self._env(ev), job_id=pid, state=JobState.ABORTED, status=summary, seq=1, app=ev.app
+                    )
+                )
             await self._transition(pid, "NEW", {"state": "NO", "reasons": reasons}, events)
             return
         await self.proposals.update_one({"_id": pid, "state": "NEW"}, {"$set": {"state": "WAITING"}})
@@ -103,17 +115,30 @@ class Planner(Service):
             pass
         await self.proposals.update_one({"_id": ev.job_id, "state": "PLACED"}, {"$set": {"state": "DONE"}})
         if released is not None:
-            self.log.info("capacity.released", job_id=ev.job_id, platform=released.platform, cores=released.cores)
+            self.log.info(
+                "capacity.released", job_id=ev.job_id, platform=released.platform, cores=released.cores
+            )
             await self.drain()
 
     async def on_cancel_requested(self, ev: CancelRequested) -> None:
         doc = await self.proposals.find_one({"_id": ev.job_id})
         if doc is None or doc["state"] != "WAITING":
             return  # placed jobs are cancelled by the scheduler; the rest is already final
-        await self._transition(ev.job_id, "WAITING", {"state": "CANCELED"}, [
-            JobStateChanged(**self._env(ev), job_id=ev.job_id, state=JobState.CANCELED, status=ev.reason,
-                            seq=1, app=doc["task"]["app"]),
-        ])
+        await self._transition(
+            ev.job_id,
+            "WAITING",
+            {"state": "CANCELED"},
+            [
+                JobStateChanged(
+                    **self._env(ev),
+                    job_id=ev.job_id,
+                    state=JobState.CANCELED,
+                    status=ev.reason,
+                    seq=1,
+                    app=doc["task"]["app"],
+                ),
+            ],
+        )
 
     # --- placing --------------------------------------------------------------------------
 
@@ -139,43 +164,76 @@ class Planner(Service):
             ):
                 continue
             if held is not None:
-                resources = resources.model_copy(update={"cores": held.cores, "memory_gib": held.memory_mib / 1024})
-            if await self._accept(doc, task, platform.name, platform.backend, platform.offer_ttl_s, resources):
+                resources = resources.model_copy(
+                    update={"cores": held.cores, "memory_gib": held.memory_mib / 1024}
+                )
+            if await self._accept(
+                doc, task, platform.name, platform.backend, platform.offer_ttl_s, resources
+            ):
                 return True
             await self.capacity.release(pid, platform.name)  # placed or cancelled meanwhile
             return False
         return False
 
-    async def _accept(self, doc: dict[str, Any], task: TaskProposed, platform: str, backend: str, ttl_s: int,
-                      resources: Any) -> bool:
+    async def _accept(
+        self, doc: dict[str, Any], task: TaskProposed, platform: str, backend: str, ttl_s: int, resources: Any
+    ) -> bool:
         pid = doc["_id"]
         now = utcnow()
         offer_id = offer_id_for(pid, platform)
-        events: list[Event] = [OfferMade(
-            **self._env(task), offer_id=offer_id, platform=platform, accepted=True, resources=resources,
-            start=now, expires_at=now + timedelta(seconds=ttl_s),
-            cost_core_hours=round(resources.cores * resources.duration_s / 3600, 4),
-        )]
+        events: list[Event] = [
+            OfferMade(
+                **self._env(task),
+                offer_id=offer_id,
+                platform=platform,
+                accepted=True,
+                resources=resources,
+                start=now,
+                expires_at=now + timedelta(seconds=ttl_s),
+                cost_core_hours=round(resources.cores * resources.duration_s / 3600, 4),
+            )
+        ]
         if task.auto_accept:
-            events.append(JobSubmitted(
-                **self._env(task), job_id=pid, offer_id=offer_id, platform=platform, backend=backend,
-                resources=resources, app=task.app, options=task.options, inputs=task.inputs,
-            ))
-        return await self._transition(pid, "WAITING", {
-            "state": "PLACED", "platform": platform, "offer_id": offer_id,
-            "resources": resources.model_dump(mode="json"), "placed_at": now,
-        }, events)
+            events.append(
+                JobSubmitted(
+                    **self._env(task),
+                    job_id=pid,
+                    offer_id=offer_id,
+                    platform=platform,
+                    backend=backend,
+                    resources=resources,
+                    app=task.app,
+                    options=task.options,
+                    inputs=task.inputs,
+                )
+            )
+        return await self._transition(
+            pid,
+            "WAITING",
+            {
+                "state": "PLACED",
+                "platform": platform,
+                "offer_id": offer_id,
+                "resources": resources.model_dump(mode="json"),
+                "placed_at": now,
+            },
+            events,
+        )
 
     async def drain(self) -> None:
         """Place waiting proposals, oldest first; smaller ones may backfill behind a big one."""
         async with self._drain_lock:
-            waiting = self.proposals.find({"state": "WAITING"}, {"_id": 1}).sort("created_at", ASCENDING).limit(200)
+            waiting = (
+                self.proposals.find({"state": "WAITING"}, {"_id": 1}).sort("created_at", ASCENDING).limit(200)
+            )
             async for doc in waiting:
                 await self.place(doc["_id"])
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _transition(self, pid: str, from_state: str, changes: dict[str, Any], events: list[Event]) -> bool:
+    async def _transition(
+        self, pid: str, from_state: str, changes: dict[str, Any], events: list[Event]
+    ) -> bool:
         result = await self.proposals.update_one(
             {"_id": pid, "state": from_state}, {"$set": changes, "$push": outbox_push(events)}
         )
@@ -185,5 +243,9 @@ class Planner(Service):
         return True
 
     def _env(self, cause: Event) -> dict[str, Any]:
-        return {"producer": self.name, "correlation_id": cause.correlation_id, "causation_id": cause.event_id,
-                "user": cause.user}
+        return {
+            "producer": self.name,
+            "correlation_id": cause.correlation_id,
+            "causation_id": cause.event_id,
+            "user": cause.user,
+        }

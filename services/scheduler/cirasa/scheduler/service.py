@@ -7,7 +7,7 @@ it) and the outbox of JobDispatched.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 from pymongo import ReturnDocument
@@ -44,10 +44,20 @@ class Scheduler(Service):
         job_dir_rel = job_dir_for(ev.user, ev.job_id)
         doc = await self.dispatches.find_one_and_update(
             {"_id": ev.job_id},
-            {"$setOnInsert": {"state": "SUBMITTING", "user": ev.user, "platform": ev.platform,
-                              "backend": ev.backend, "job_dir": str(job_dir_rel), "cancel_requested": False,
-                              "outbox": [], "created_at": utcnow()}},
-            upsert=True, return_document=ReturnDocument.AFTER,
+            {
+                "$setOnInsert": {
+                    "state": "SUBMITTING",
+                    "user": ev.user,
+                    "platform": ev.platform,
+                    "backend": ev.backend,
+                    "job_dir": str(job_dir_rel),
+                    "cancel_requested": False,
+                    "outbox": [],
+                    "created_at": utcnow(),
+                }
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
         if doc["state"] not in ("SUBMITTING", "CANCEL_BEFORE_START"):
             return  # already dispatched (or failed) by an earlier delivery
@@ -63,7 +73,7 @@ class Scheduler(Service):
             return
         await self._finish(ev, doc, backend_job_id=backend_job_id)
 
-    def _spec(self, ev: JobSubmitted, job_dir_rel: Path) -> JobSpec:
+    def _spec(self, ev: JobSubmitted, job_dir_rel: PurePosixPath) -> JobSpec:
         app = get_app(ev.app)
         if app is None:
             raise ValueError(f"unknown app {ev.app!r}")
@@ -73,22 +83,45 @@ class Scheduler(Service):
         if not input_path.is_file():
             raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
         job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
-        return JobSpec(ev.job_id, ev.user, app.build_argv(ev.options, str(input_path.resolve())), job_dir,
-                       ev.resources)
+        return JobSpec(
+            ev.job_id, ev.user, app.build_argv(ev.options, str(input_path.resolve())), job_dir, ev.resources
+        )
 
-    async def _finish(self, ev: JobSubmitted, doc: dict[str, Any], *, backend_job_id: str | None = None,
-                      error: str | None = None, canceled: bool = False) -> None:
+    async def _finish(
+        self,
+        ev: JobSubmitted,
+        doc: dict[str, Any],
+        *,
+        backend_job_id: str | None = None,
+        error: str | None = None,
+        canceled: bool = False,
+    ) -> None:
         event = JobDispatched(
-            producer=self.name, correlation_id=ev.correlation_id, causation_id=ev.event_id, user=ev.user,
-            job_id=ev.job_id, platform=ev.platform, backend=ev.backend, backend_job_id=backend_job_id,
-            job_dir=doc["job_dir"], duration_s=ev.resources.duration_s, error=error, canceled=canceled,
+            producer=self.name,
+            correlation_id=ev.correlation_id,
+            causation_id=ev.event_id,
+            user=ev.user,
+            job_id=ev.job_id,
+            platform=ev.platform,
+            backend=ev.backend,
+            backend_job_id=backend_job_id,
+            job_dir=doc["job_dir"],
+            duration_s=ev.resources.duration_s,
+            error=error,
+            canceled=canceled,
         )
         state = "CANCELED" if canceled else ("FAILED" if error else "DISPATCHED")
         await self.dispatches.update_one(
             {"_id": ev.job_id, "state": doc["state"]},
-            {"$set": {"state": state, "backend_job_id": backend_job_id, "error": error,
-                      "dispatched_at": utcnow()},
-             "$push": outbox_push([event])},
+            {
+                "$set": {
+                    "state": state,
+                    "backend_job_id": backend_job_id,
+                    "error": error,
+                    "dispatched_at": utcnow(),
+                },
+                "$push": outbox_push([event]),
+            },
         )
         await self.relay.flush(self.dispatches, ev.job_id)
         if state == "DISPATCHED":
@@ -100,16 +133,25 @@ class Scheduler(Service):
     async def on_cancel_requested(self, ev: CancelRequested) -> None:
         doc = await self.dispatches.find_one_and_update(
             {"_id": ev.job_id},
-            {"$set": {"cancel_requested": True},
-             "$setOnInsert": {"state": "CANCEL_BEFORE_START", "user": ev.user, "outbox": [],
-                              "job_dir": str(job_dir_for(ev.user, ev.job_id)), "created_at": utcnow()}},
-            upsert=True, return_document=ReturnDocument.AFTER,
+            {
+                "$set": {"cancel_requested": True},
+                "$setOnInsert": {
+                    "state": "CANCEL_BEFORE_START",
+                    "user": ev.user,
+                    "outbox": [],
+                    "job_dir": str(job_dir_for(ev.user, ev.job_id)),
+                    "created_at": utcnow(),
+                },
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
         if doc["state"] == "DISPATCHED":
             await self._cancel_backend(doc)
 
     async def _cancel_backend(self, doc: dict[str, Any]) -> None:
-        job = TrackedJob(doc["_id"], doc.get("backend_job_id"),
-                         resolve_under(self.settings.jobs_dir, doc["job_dir"]))
+        job = TrackedJob(
+            doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"])
+        )
         await asyncio.to_thread(self.backend(doc["backend"]).cancel, job)
         self.log.info("job.cancel_sent", job_id=doc["_id"])

@@ -73,7 +73,7 @@ class Option:
                 raise OptionError(f"Option {self.name} needs a string (at most 1024 characters)")
             return value
         number = self._number(value)
-        if self.min is not None and number < self.min or self.max is not None and number > self.max:
+        if (self.min is not None and number < self.min) or (self.max is not None and number > self.max):
             raise OptionError(f"Option {self.name} value {value!r} is out of bounds [{self.min}, {self.max}]")
         return number
 
@@ -85,7 +85,9 @@ class Option:
         if self.type == "int":
             if isinstance(value, float):
                 if not value.is_integer():
-                    raise OptionError(f"Option {self.name} needs an integer, got {value!r} (no silent truncation)")
+                    raise OptionError(
+                        f"Option {self.name} needs an integer, got {value!r} (no silent truncation)"
+                    )
                 return int(value)
             return value
         return float(value)
@@ -164,13 +166,26 @@ SEP = App(
     options=(
         _f("seedthr", "Detection threshold in units of the background rms", 5.0, 0.5, 1e4, "COMPACT-SOURCES"),
         _i("minarea", "Minimum number of pixels above threshold", 5, 1, 1e4, "COMPACT-SOURCES"),
-        _f("deblend-cont", "Minimum contrast ratio for deblending", 0.005, 0.0, 1.0, "COMPACT-SOURCES",
-           advanced=True),
-        _flag("no-clean", "Skip the cleaning of spurious detections (faster on crowded maps)", "COMPACT-SOURCES",
-              advanced=True),
+        _f(
+            "deblend-cont",
+            "Minimum contrast ratio for deblending",
+            0.005,
+            0.0,
+            1.0,
+            "COMPACT-SOURCES",
+            advanced=True,
+        ),
+        _flag(
+            "no-clean",
+            "Skip the cleaning of spurious detections (faster on crowded maps)",
+            "COMPACT-SOURCES",
+            advanced=True,
+        ),
         _flag("no-preview", "Do not draw the preview PNG", "OUTPUT"),
     ),
-    resources=ResourceRequest(min_cores=1, max_cores=1, min_memory_gib=0.5, max_memory_gib=2.0, duration_s=1800),
+    resources=ResourceRequest(
+        min_cores=1, max_cores=1, min_memory_gib=0.5, max_memory_gib=2.0, duration_s=1800
+    ),
 )
 
 SLEEP = App(
@@ -183,7 +198,9 @@ SLEEP = App(
         _f("seconds", "How long to sleep", 1.0, 0.0, 86400.0, "RUN"),
         _i("exit-code", "Exit code to finish with", 0, 0, 255, "RUN"),
     ),
-    resources=ResourceRequest(min_cores=1, max_cores=1, min_memory_gib=0.25, max_memory_gib=0.25, duration_s=600),
+    resources=ResourceRequest(
+        min_cores=1, max_cores=1, min_memory_gib=0.25, max_memory_gib=0.25, duration_s=600
+    ),
 )
 
 AEGEAN = App(
@@ -198,8 +215,15 @@ AEGEAN = App(
         _i("bkggrid", "Grid size in pixels for the background", 20, 5, 1000, "IMGBKG"),
         _f("seedthr", "Seed threshold in sigmas", 5.0, 0, 1e4, "COMPACT-SOURCES"),
         _f("mergethr", "Merge (flood) threshold in sigmas", 2.6, 0, 1e4, "COMPACT-SOURCES"),
-        _i("fit-maxcomponents", "Maximum number of components fitted per island", 3, 0, 100, "COMPACT-SOURCES",
-           subcategory="FITTING"),
+        _i(
+            "fit-maxcomponents",
+            "Maximum number of components fitted per island",
+            3,
+            0,
+            100,
+            "COMPACT-SOURCES",
+            subcategory="FITTING",
+        ),
         _i("ncores", "Number of cores", 1, 1, 100, "RUN"),
         _flag("no-logredir", "Do not redirect logs to file", "RUN"),
     ),
@@ -214,8 +238,24 @@ CUTEX = App(
         _f("seedthr", "Seed threshold", 5.0, 0, 1e4, "COMPACT-SOURCES"),
         _i("npixmin", "Minimum number of pixels", 4, 1, 1e4, "COMPACT-SOURCES"),
         _f("npixpsf", "Number of pixels per PSF", 2.7, 1, 1e4, "COMPACT-SOURCES"),
-        _f("psflimmin", "Lower PSF size limit in fit", 0.5, 1e-4, 100, "COMPACT-SOURCES", subcategory="FITTING"),
-        _f("psflimmax", "Upper PSF size limit in fit", 2.0, 1e-4, 100, "COMPACT-SOURCES", subcategory="FITTING"),
+        _f(
+            "psflimmin",
+            "Lower PSF size limit in fit",
+            0.5,
+            1e-4,
+            100,
+            "COMPACT-SOURCES",
+            subcategory="FITTING",
+        ),
+        _f(
+            "psflimmax",
+            "Upper PSF size limit in fit",
+            2.0,
+            1e-4,
+            100,
+            "COMPACT-SOURCES",
+            subcategory="FITTING",
+        ),
         _flag("no-logredir", "Do not redirect logs to file", "RUN"),
     ),
 )

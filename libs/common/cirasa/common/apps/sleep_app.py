@@ -39,7 +39,7 @@ def _exit_code(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sleep_app", description="Sleep, write result.json, exit.")
-    parser.add_argument("--seconds", type=_seconds, required=True, help="how long to sleep")
+    parser.add_argument("--seconds", type=_seconds, default=1.0, help="how long to sleep")
     parser.add_argument("--exit-code", type=_exit_code, default=0, help="exit code to finish with")
     parser.add_argument("--out-dir", type=Path, required=True, help="where result.json goes")
     # The platform passes every app its input; this one has no use for it.

@@ -92,8 +92,13 @@ class Bus(ABC):
             raise
         except Exception as exc:
             attempts = self._count_attempt(event.event_id)
-            log.warning("event.handler_failed", queue=sub.queue, event_id=event.event_id, attempt=attempts,
-                        error=repr(exc))
+            log.warning(
+                "event.handler_failed",
+                queue=sub.queue,
+                event_id=event.event_id,
+                attempt=attempts,
+                error=repr(exc),
+            )
             if attempts >= self.max_attempts:
                 await self._poison(sub, body, routing_key, f"handler failed {attempts} times: {exc!r}", name)
                 return Outcome.DEAD_LETTERED
@@ -107,7 +112,9 @@ class Bus(ABC):
         EVENTS_CONSUMED.labels(self.service, name, Outcome.OK).inc()
         return Outcome.OK
 
-    async def _poison(self, sub: Subscription[Any], body: bytes, routing_key: str, error: str, name: str) -> None:
+    async def _poison(
+        self, sub: Subscription[Any], body: bytes, routing_key: str, error: str, name: str
+    ) -> None:
         log.error("event.dead_lettered", queue=sub.queue, error=error)
         await self.dead_letter(body, routing_key, sub.queue, error)
         EVENTS_CONSUMED.labels(self.service, name, Outcome.DEAD_LETTERED).inc()

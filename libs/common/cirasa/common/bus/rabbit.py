@@ -128,8 +128,12 @@ class RabbitBus(Bus):
             routing_key=routing_key,
             persist=True,
             content_type="application/json",
-            headers={"x-error": error[:2000], "x-original-queue": queue, "x-original-routing-key": routing_key,
-                     "x-service": self.service},
+            headers={
+                "x-error": error[:2000],
+                "x-original-queue": queue,
+                "x-original-routing-key": routing_key,
+                "x-service": self.service,
+            },
         )
 
     @property
