@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Sequence
 
 import uvicorn
@@ -47,7 +45,7 @@ def http_app(services: Sequence[Service]) -> FastAPI:
 
 
 async def serve(services: Sequence[Service], settings: Settings) -> None:
-    """Start the services, serve HTTP until SIGINT/SIGTERM, then stop in reverse order."""
+    """Start the services, serve HTTP until SIGINT/SIGTERM, then stop them in reverse order."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     for service in services:
@@ -60,11 +58,7 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
         access_log=False,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    server = uvicorn.Server(config)  # it handles SIGINT/SIGTERM when run in the main thread
     try:
         await server.serve()
     finally:

@@ -32,8 +32,37 @@ def memory_client() -> Any:
     if _memory_client is None:
         from pymongo_async_mock import AsyncMongoMockClient
 
+        _use_id_index()
         _memory_client = AsyncMongoMockClient(tz_aware=True)
     return _memory_client
+
+
+def _use_id_index() -> None:
+    """Give the double what every server has: a lookup by ``_id`` that does not scan the collection.
+
+    mongomock tests every document against every filter, so a lookup by primary key costs O(n) and
+    the double slows down as a run goes on. The same filter function still decides; only the
+    candidates are narrowed to the one document with that ``_id``.
+    """
+    from mongomock.collection import Collection
+    from mongomock.filtering import filter_applies
+
+    if getattr(Collection, "_cirasa_id_index", False):
+        return
+    scan = Collection._iter_documents
+
+    def iter_documents(self: Any, filter: Any) -> Any:
+        key = filter.get("_id") if isinstance(filter, dict) else None
+        if isinstance(key, str | int) and not isinstance(key, bool):
+            try:
+                doc = self._store[key]
+            except KeyError:
+                return iter(())
+            return iter([doc] if filter_applies(filter, doc) else [])
+        return scan(self, filter)
+
+    setattr(Collection, "_iter_documents", iter_documents)  # noqa: B010
+    setattr(Collection, "_cirasa_id_index", True)  # noqa: B010
 
 
 def reset_memory_store() -> None:
@@ -63,13 +92,20 @@ async def ping(db: Database) -> bool:
 
 
 async def ensure_indexes(db: Database, indexes: Mapping[str, Iterable[IndexModel]]) -> None:
-    """Create the indexes a service declares, at start-up; idempotent."""
+    """Create the indexes a service declares, at start-up; idempotent.
+
+    The in-memory double gets no TTL indexes: it would rescan the whole collection for expired
+    documents on every access, and nothing in memory lives as long as a TTL anyway.
+    """
+    from pymongo.asynchronous.database import AsyncDatabase
+
+    in_memory = type(db) is not AsyncDatabase  # the double's __class__ claims to be one
     for name, models in indexes.items():
         for model in models:
-            doc = model.document
-            await db[name].create_index(
-                list(doc["key"].items()), **{k: v for k, v in doc.items() if k != "key"}
-            )
+            spec = dict(model.document)
+            if in_memory:
+                spec.pop("expireAfterSeconds", None)
+            await db[name].create_index(list(spec.pop("key").items()), **spec)
 
 
 class Inbox:

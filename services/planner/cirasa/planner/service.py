@@ -223,11 +223,20 @@ class Planner(Service):
     async def drain(self) -> None:
         """Place waiting proposals, oldest first; smaller ones may backfill behind a big one."""
         async with self._drain_lock:
+            free = {name: await self.capacity.free(name) for name in self.capacity.platforms}
             waiting = (
-                self.proposals.find({"state": "WAITING"}, {"_id": 1}).sort("created_at", ASCENDING).limit(200)
+                self.proposals.find({"state": "WAITING"}, {"task.resources": 1})
+                .sort("created_at", ASCENDING)
+                .limit(500)
             )
             async for doc in waiting:
-                await self.place(doc["_id"])
+                req = doc["task"]["resources"]
+                if not any(
+                    c >= req["min_cores"] and m >= mib(req["min_memory_gib"]) for c, m in free.values()
+                ):
+                    continue  # nothing has room for it now: skip without touching the database
+                if await self.place(doc["_id"]):
+                    free = {name: await self.capacity.free(name) for name in self.capacity.platforms}
 
     # --- helpers --------------------------------------------------------------------------
 
