@@ -254,9 +254,13 @@ def test_invalid_arguments(job_dir: Path) -> None:
 def test_backend_adapter(job_dir: Path) -> None:
     from cirasa.common.backends.base import JobSpec, TrackedJob, make_backend
     from cirasa.common.events import JobState, Resources
+    from cirasa.common.settings import Settings
 
-    backend = make_backend("local")
-    spec = JobSpec("j1", "alice", py(SLEEPER), job_dir, Resources(cores=1, memory_gib=1, duration_s=60))
+    settings = Settings()
+    backend = make_backend(settings.platforms[0], settings)
+    spec = JobSpec(
+        "j1", "alice", "test", py(SLEEPER), job_dir, Resources(cores=1, memory_gib=1, duration_s=60)
+    )
     backend_job_id = backend.submit(spec)
     assert backend.submit(spec) == backend_job_id
     tracked = TrackedJob("j1", backend_job_id, job_dir)

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from cirasa.common.apps.registry import APPS, SEP, Option, OptionError
+from cirasa.common.apps.registry import APPS, Option, OptionError
+
+SEP = APPS["sep"]
 
 
 @pytest.mark.parametrize(
@@ -64,3 +66,18 @@ def test_describe_uses_caesar_keys() -> None:
                 desc
             )
             assert desc["type"] in ("none", "int", "float", "str")
+
+
+def test_container_apps_build_caesar_rest_style_arguments() -> None:
+    aegean = APPS["aegean"]
+    args = aegean.container_args({"seedthr": 4.0, "save-bkgmap": True}, "/data/u/x.fits")
+    assert args == [
+        "--run",
+        "--save-summaryplot",
+        "--save-regions",
+        "--save-catalog-to-json",
+        "--save-bkgmap",
+        "--seedthr=4.0",
+        "--inputfile=/data/u/x.fits",
+    ]
+    assert APPS["mrcnn"].container_args({}, "/d/x.fits")[-1] == "--image=/d/x.fits"

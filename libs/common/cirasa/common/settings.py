@@ -29,7 +29,14 @@ class PlatformConfig(BaseModel):
     memory_gib: float = Field(gt=0)
     max_duration_s: int = Field(ge=1)
     apps: list[str] | None = Field(None, description="apps it can run; None means every runnable app")
+    containers: dict[str, str] = Field(
+        default_factory=dict,
+        description="container images it provides, by app name (a docker image, or a .sif path on Slurm)",
+    )
     offer_ttl_s: int = Field(60, ge=1, description="how long an unaccepted offer holds its reservation")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="backend connection settings, validated by the backend itself"
+    )
 
 
 def _default_platforms() -> list[PlatformConfig]:
@@ -73,6 +80,12 @@ class Settings(BaseSettings):
     platforms: list[PlatformConfig] = Field(default_factory=_default_platforms)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+
+    def platform(self, name: str) -> PlatformConfig:
+        for p in self.platforms:
+            if p.name == name:
+                return p
+        raise KeyError(f"no platform named {name!r} is configured")
 
     @field_validator("platforms")
     @classmethod

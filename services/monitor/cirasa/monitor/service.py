@@ -130,17 +130,17 @@ class Monitor(Service):
     # --- polling --------------------------------------------------------------------------
 
     async def poll(self) -> None:
-        by_backend: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
         counts: dict[tuple[str, str], int] = defaultdict(int)
         async for doc in self.jobs.find({"state": {"$in": ACTIVE}, "dispatched": True}):
-            by_backend[doc["backend"]].append(doc)
+            by_platform[doc["platform"]].append(doc)
             counts[(doc.get("platform") or "?", doc["state"])] += 1
         for (platform, state), n in counts.items():
             JOBS_ACTIVE.labels(platform, state).set(n)
-        for kind, docs in by_backend.items():
+        for platform, docs in by_platform.items():
             try:
-                backend = self._backend(kind)
-            except BackendUnavailable as exc:
+                backend = self._backend(platform)
+            except (BackendUnavailable, KeyError) as exc:
                 for doc in docs:
                     await self.transition(doc, BackendStatus(JobState.FAILURE, str(exc)))
                 continue
@@ -175,7 +175,7 @@ class Monitor(Service):
             elif doc["state"] == JobState.RUNNING.value and doc.get("started_at"):
                 limit = timedelta(seconds=doc.get("duration_s", 0) + 60)
                 if now - _aware(doc["started_at"]) > limit:
-                    await asyncio.to_thread(self._backend(doc["backend"]).cancel, self._tracked(doc))
+                    await asyncio.to_thread(self._backend(doc["platform"]).cancel, self._tracked(doc))
                     await self.transition(
                         doc,
                         BackendStatus(
@@ -258,10 +258,10 @@ class Monitor(Service):
         await self.relay.flush(self.jobs, doc["_id"])
         return {**doc, **changes}
 
-    def _backend(self, kind: str) -> Backend:
-        if kind not in self._backends:
-            self._backends[kind] = make_backend(kind)
-        return self._backends[kind]
+    def _backend(self, platform: str) -> Backend:
+        if platform not in self._backends:
+            self._backends[platform] = make_backend(self.settings.platform(platform), self.settings)
+        return self._backends[platform]
 
     def _tracked(self, doc: dict[str, Any]) -> TrackedJob:
         return TrackedJob(

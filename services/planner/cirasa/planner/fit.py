@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cirasa.common.apps.registry import get_app
+from cirasa.common.backends.base import CONTAINER_BACKENDS, FACTORIES
 from cirasa.common.events import ResourceRequest, Resources, TaskProposed
 from cirasa.common.settings import PlatformConfig
 
@@ -26,17 +27,20 @@ def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
     req = task.resources
     if app is None:
         reasons.append(f"{name}: unknown app {task.app!r}")
+    elif platform.backend not in FACTORIES:
+        reasons.append(f"{name}: the {platform.backend} backend is not available in this release")
     elif platform.apps is not None and task.app not in platform.apps:
         reasons.append(
             f"{name}: does not offer app {task.app!r} (it offers {', '.join(platform.apps) or 'none'})"
         )
-    elif platform.backend == "local" and not app.runnable_without_container:
-        reasons.append(
-            f"{name}: app {task.app!r} needs its container image {app.image}, "
-            "and a local platform runs only Python apps"
-        )
-    elif platform.backend != "local":
-        reasons.append(f"{name}: the {platform.backend} backend is not available in this release")
+    elif not app.runnable_without_container:
+        if platform.backend not in CONTAINER_BACKENDS:
+            reasons.append(
+                f"{name}: app {task.app!r} needs its container image {app.image}, "
+                f"and a {platform.backend} platform runs only Python apps"
+            )
+        elif task.app not in platform.containers:
+            reasons.append(f"{name}: no container image for app {task.app!r} is declared on this platform")
     if req.min_cores > platform.cores:
         reasons.append(f"{name}: needs {req.min_cores} cores; the platform has {platform.cores}")
     if req.min_memory_gib > platform.memory_gib:

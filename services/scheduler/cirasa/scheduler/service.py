@@ -35,10 +35,10 @@ class Scheduler(Service):
         self.bus.subscribe(JobSubmitted, self.on_job_submitted)
         self.bus.subscribe(CancelRequested, self.on_cancel_requested)
 
-    def backend(self, kind: str) -> Backend:
-        if kind not in self._backends:
-            self._backends[kind] = make_backend(kind)
-        return self._backends[kind]
+    def backend(self, platform: str) -> Backend:
+        if platform not in self._backends:
+            self._backends[platform] = make_backend(self.settings.platform(platform), self.settings)
+        return self._backends[platform]
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         job_dir_rel = job_dir_for(ev.user, ev.job_id)
@@ -66,9 +66,9 @@ class Scheduler(Service):
             return
         try:
             spec = self._spec(ev, job_dir_rel)
-            backend = self.backend(ev.backend)
+            backend = self.backend(ev.platform)
             backend_job_id = await asyncio.to_thread(backend.submit, spec)
-        except (BackendUnavailable, ValueError, OSError) as exc:
+        except (BackendUnavailable, KeyError, ValueError, OSError) as exc:
             await self._finish(ev, doc, error=f"Job could not be started: {exc}")
             return
         await self._finish(ev, doc, backend_job_id=backend_job_id)
@@ -83,8 +83,22 @@ class Scheduler(Service):
         if not input_path.is_file():
             raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
         job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
+        path = str(input_path.resolve())
+        if app.runnable_without_container:
+            return JobSpec(
+                ev.job_id, ev.user, app.name, app.build_argv(ev.options, path), job_dir, ev.resources
+            )
+        image = self.settings.platform(ev.platform).containers.get(app.name)
+        if image is None:
+            raise ValueError(f"platform {ev.platform} declares no container image for app {app.name}")
         return JobSpec(
-            ev.job_id, ev.user, app.build_argv(ev.options, str(input_path.resolve())), job_dir, ev.resources
+            ev.job_id,
+            ev.user,
+            app.name,
+            app.container_args(ev.options, path),
+            job_dir,
+            ev.resources,
+            image=image,
         )
 
     async def _finish(
@@ -153,5 +167,5 @@ class Scheduler(Service):
         job = TrackedJob(
             doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"])
         )
-        await asyncio.to_thread(self.backend(doc["backend"]).cancel, job)
+        await asyncio.to_thread(self.backend(doc["platform"]).cancel, job)
         self.log.info("job.cancel_sent", job_id=doc["_id"])

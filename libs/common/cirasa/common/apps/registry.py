@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, Literal
 
 from cirasa.common.events import ResourceRequest
@@ -114,6 +115,8 @@ class App:
     image: str | None = None
     resources: ResourceRequest = field(default_factory=ResourceRequest)
     diagnostic: bool = False
+    default_args: tuple[str, ...] = ()
+    input_flag: str = "--inputfile"
 
     @property
     def runnable_without_container(self) -> bool:
@@ -135,143 +138,56 @@ class App:
         ignored = sorted(k for k in job_inputs if k not in known)
         return ValidatedOptions(values, ignored)
 
-    def build_argv(self, options: dict[str, Any], input_path: str) -> list[str]:
-        """The command, as a list, run in the job directory; outputs go to the working directory."""
-        if self.module is None:
-            raise ValueError(f"app {self.name} has no Python runner; it needs a container platform")
-        args = [sys.executable, "-m", self.module]
-        for opt in self.options:  # declaration order, like caesar-rest
+    def option_args(self, options: dict[str, Any]) -> list[str]:
+        """Validated options as arguments, in declaration order (like caesar-rest)."""
+        args: list[str] = []
+        for opt in self.options:
             if opt.name in options:
                 args += opt.argv(options[opt.name])
-        return [*args, "--image", input_path, "--out-dir", "."]
+        return args
+
+    def build_argv(self, options: dict[str, Any], input_path: str) -> list[str]:
+        """The command of a Python-runner app, as a list, run in the job directory (its outputs' home)."""
+        if self.module is None:
+            raise ValueError(f"app {self.name} has no Python runner; it needs a container platform")
+        return [
+            sys.executable,
+            "-m",
+            self.module,
+            *self.option_args(options),
+            "--image",
+            input_path,
+            "--out-dir",
+            ".",
+        ]
+
+    def container_args(self, options: dict[str, Any], input_path: str) -> list[str]:
+        """Arguments for a container app's entrypoint: caesar-rest's default args, options, input."""
+        return [*self.default_args, *self.option_args(options), f"{self.input_flag}={input_path}"]
 
 
-def _f(name: str, desc: str, default: float, lo: float, hi: float, cat: str, **kw: Any) -> Option:
+def float_option(name: str, desc: str, default: float, lo: float, hi: float, cat: str, **kw: Any) -> Option:
     return Option(name, "float", desc, default, lo, hi, category=cat, **kw)
 
 
-def _i(name: str, desc: str, default: int, lo: float, hi: float, cat: str, **kw: Any) -> Option:
+def int_option(name: str, desc: str, default: int, lo: float, hi: float, cat: str, **kw: Any) -> Option:
     return Option(name, "int", desc, default, lo, hi, category=cat, **kw)
 
 
-def _flag(name: str, desc: str, cat: str, **kw: Any) -> Option:
+def flag(name: str, desc: str, cat: str, **kw: Any) -> Option:
     return Option(name, "none", desc, category=cat, **kw)
 
 
-SEP = App(
-    name="sep",
-    description="Source Extractor as a Python library (sep): background, detection, deblending",
-    runner="python",
-    module="cirasa.common.apps.sep_finder",
-    options=(
-        _f("seedthr", "Detection threshold in units of the background rms", 5.0, 0.5, 1e4, "COMPACT-SOURCES"),
-        _i("minarea", "Minimum number of pixels above threshold", 5, 1, 1e4, "COMPACT-SOURCES"),
-        _f(
-            "deblend-cont",
-            "Minimum contrast ratio for deblending",
-            0.005,
-            0.0,
-            1.0,
-            "COMPACT-SOURCES",
-            advanced=True,
-        ),
-        _flag(
-            "no-clean",
-            "Skip the cleaning of spurious detections (faster on crowded maps)",
-            "COMPACT-SOURCES",
-            advanced=True,
-        ),
-        _flag("no-preview", "Do not draw the preview PNG", "OUTPUT"),
-    ),
-    resources=ResourceRequest(
-        min_cores=1, max_cores=1, min_memory_gib=0.5, max_memory_gib=2.0, duration_s=1800
-    ),
-)
+# one module per app under cirasa.common.apps.specs, each defining APP
+APP_MODULES: tuple[str, ...] = ("sep", "aegean", "cutex", "mrcnn", "sleep")
 
-SLEEP = App(
-    name="sleep",
-    description="Diagnostic app: sleeps, then exits with the given code (for tests and benchmarks)",
-    runner="python",
-    module="cirasa.common.apps.sleep_app",
-    diagnostic=True,
-    options=(
-        _f("seconds", "How long to sleep", 1.0, 0.0, 86400.0, "RUN"),
-        _i("exit-code", "Exit code to finish with", 0, 0, 255, "RUN"),
-    ),
-    resources=ResourceRequest(
-        min_cores=1, max_cores=1, min_memory_gib=0.25, max_memory_gib=0.25, duration_s=600
-    ),
-)
 
-AEGEAN = App(
-    name="aegean",
-    description="Aegean (BANE then aegean), caesar-rest's container image",
-    runner="container",
-    image="sriggi/aegean-job:latest",
-    options=(
-        _flag("save-bkgmap", "Save the background map", "OUTPUT"),
-        _flag("save-rmsmap", "Save the rms map", "OUTPUT"),
-        _i("bkgbox", "Box size in pixels for the background", 100, 5, 1e4, "IMGBKG"),
-        _i("bkggrid", "Grid size in pixels for the background", 20, 5, 1000, "IMGBKG"),
-        _f("seedthr", "Seed threshold in sigmas", 5.0, 0, 1e4, "COMPACT-SOURCES"),
-        _f("mergethr", "Merge (flood) threshold in sigmas", 2.6, 0, 1e4, "COMPACT-SOURCES"),
-        _i(
-            "fit-maxcomponents",
-            "Maximum number of components fitted per island",
-            3,
-            0,
-            100,
-            "COMPACT-SOURCES",
-            subcategory="FITTING",
-        ),
-        _i("ncores", "Number of cores", 1, 1, 100, "RUN"),
-        _flag("no-logredir", "Do not redirect logs to file", "RUN"),
-    ),
-)
+def _load() -> dict[str, App]:
+    apps = [import_module(f"cirasa.common.apps.specs.{name}").APP for name in APP_MODULES]
+    return {app.name: app for app in apps}
 
-CUTEX = App(
-    name="cutex",
-    description="CuTEx, caesar-rest's container image",
-    runner="container",
-    image="sriggi/cutex-job:latest",
-    options=(
-        _f("seedthr", "Seed threshold", 5.0, 0, 1e4, "COMPACT-SOURCES"),
-        _i("npixmin", "Minimum number of pixels", 4, 1, 1e4, "COMPACT-SOURCES"),
-        _f("npixpsf", "Number of pixels per PSF", 2.7, 1, 1e4, "COMPACT-SOURCES"),
-        _f(
-            "psflimmin",
-            "Lower PSF size limit in fit",
-            0.5,
-            1e-4,
-            100,
-            "COMPACT-SOURCES",
-            subcategory="FITTING",
-        ),
-        _f(
-            "psflimmax",
-            "Upper PSF size limit in fit",
-            2.0,
-            1e-4,
-            100,
-            "COMPACT-SOURCES",
-            subcategory="FITTING",
-        ),
-        _flag("no-logredir", "Do not redirect logs to file", "RUN"),
-    ),
-)
 
-MRCNN = App(
-    name="mrcnn",
-    description="Mask R-CNN radio source detector, caesar-rest's container image",
-    runner="container",
-    image="sriggi/mrcnn-detect:latest",
-    options=(
-        _f("scoreThr", "Detected object score threshold", 0.7, 0, 1, "DETECT"),
-        _f("iouThr", "IOU threshold between detected and ground truth objects", 0.6, 0, 1, "DETECT"),
-    ),
-)
-
-APPS: dict[str, App] = {app.name: app for app in (SEP, AEGEAN, CUTEX, MRCNN, SLEEP)}
+APPS: dict[str, App] = _load()
 
 
 def get_app(name: str) -> App | None:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from cirasa.common.events import JobState, Resources
+from cirasa.common.settings import PlatformConfig, Settings
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What the scheduler asks a backend to run."""
+    """What the scheduler asks a backend to run.
+
+    ``argv`` is the command for a Python-runner app; for a container app it is the argument list
+    given to the image's entrypoint and ``image`` names the image (docker reference or .sif path).
+    """
 
     job_id: str
     user: str
+    app: str
     argv: list[str]
     job_dir: Path
     resources: Resources
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,9 +67,24 @@ class BackendUnavailable(RuntimeError):
     """The platform's backend type is not implemented or not reachable."""
 
 
-def make_backend(kind: str) -> Backend:
-    if kind == "local":
-        from cirasa.common.backends.local import LocalBackend
+BackendFactory = Callable[[PlatformConfig, Settings], Backend]
 
-        return LocalBackend()
-    raise BackendUnavailable(f"the {kind} backend is not available in this release")
+
+def _local(platform: PlatformConfig, settings: Settings) -> Backend:
+    from cirasa.common.backends.local import LocalBackend
+
+    return LocalBackend()
+
+
+# backend type -> factory; a backend type is offered by the planner only when it is listed here
+FACTORIES: dict[str, BackendFactory] = {"local": _local}
+
+# backend types that can run container images (see PlatformConfig.containers)
+CONTAINER_BACKENDS: frozenset[str] = frozenset()
+
+
+def make_backend(platform: PlatformConfig, settings: Settings) -> Backend:
+    factory = FACTORIES.get(platform.backend)
+    if factory is None:
+        raise BackendUnavailable(f"the {platform.backend} backend is not available in this release")
+    return factory(platform, settings)
