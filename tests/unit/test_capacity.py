@@ -1,17 +1,54 @@
-"""Reservations are atomic: racing reservers never over-book, and reserve/release are idempotent."""
+"""The capacity calendar: bookings over time never over-book a platform, also with racing writers."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime, timedelta
 
 from cirasa.common.settings import PlatformConfig
 from cirasa.common.store import memory_client
+from cirasa.planner.calendar import Booking, earliest_start, free_at, peak, usage_steps
 from cirasa.planner.capacity import CapacityBook
 
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-async def test_concurrent_reservations_never_overbook() -> None:
-    platform = PlatformConfig(name="p", cores=8, memory_gib=8, max_duration_s=60)
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def booking(holder: str, cores: int, start: float, end: float, mem: int = 0) -> Booking:
+    return Booking(holder, cores, mem, at(start), at(end))
+
+
+def test_peak_and_steps() -> None:
+    books = [booking("a", 2, 0, 10), booking("b", 3, 5, 15), booking("c", 1, 20, 30)]
+    assert peak(books, at(0), at(30)) == (5, 0)
+    assert peak(books, at(10), at(20)) == (3, 0)
+    assert peak(books, at(15), at(20)) == (0, 0)
+    assert [s.cores for s in usage_steps(books, at(0))] == [2, 5, 3, 0, 1, 0]
+
+
+def test_earliest_start_honours_the_whole_duration() -> None:
+    books = [booking("a", 4, 0, 10), booking("b", 4, 15, 25)]  # 4 cores total: gaps at [10,15) and [25,...)
+    assert earliest_start(books, 4, 100, 1, 0, timedelta(minutes=5), at(0), at(60)) == at(10)
+    assert earliest_start(books, 4, 100, 1, 0, timedelta(minutes=6), at(0), at(60)) == at(25)
+    assert (
+        earliest_start(books, 4, 100, 1, 0, timedelta(minutes=6), at(0), at(20)) is None
+    )  # window too early
+    assert earliest_start(books, 4, 100, 5, 0, timedelta(minutes=1), at(0), at(60)) is None  # never fits
+    assert earliest_start([], 4, 100, 4, 0, timedelta(hours=1), at(3), at(3)) == at(3)
+    assert free_at(books, 4, 100, at(10), timedelta(minutes=5)) == (4, 100)
+
+
+def test_memory_constrains_too() -> None:
+    books = [booking("a", 1, 0, 10, mem=900)]
+    assert earliest_start(books, 8, 1000, 1, 200, timedelta(minutes=1), at(0), at(60)) == at(10)
+
+
+async def test_racing_planners_never_overbook_any_instant() -> None:
+    platform = PlatformConfig(name="p", cores=8, memory_gib=8, max_duration_s=3600)
     coll = memory_client()["cap"]["platforms"]
     books = [CapacityBook(coll, [platform]) for _ in range(3)]  # three planner replicas, one database
     await books[0].sync_platforms()
@@ -19,27 +56,38 @@ async def test_concurrent_reservations_never_overbook() -> None:
 
     async def worker(i: int) -> None:
         book = books[i % 3]
-        for j in range(40):
-            holder = f"{i}-{j}"
-            if await book.reserve("p", holder, rng.randint(1, 3), rng.randint(256, 2048)):
-                doc = await coll.find_one({"_id": "p"})
-                assert doc["used_cores"] <= 8 and doc["used_memory_mib"] <= 8 * 1024
-                await asyncio.sleep(0)
-                assert await book.release(holder) is not None
+        for j in range(25):
+            start = rng.uniform(0, 120)
+            ok = await book.book(
+                "p",
+                booking(
+                    f"{i}-{j}",
+                    rng.randint(1, 4),
+                    start,
+                    start + rng.uniform(1, 60),
+                    mem=rng.randint(100, 3000),
+                ),
+            )
+            await asyncio.sleep(0)
+            if ok and rng.random() < 0.3:
+                assert await book.release("p", {f"{i}-{j}"})
 
     await asyncio.gather(*(worker(i) for i in range(12)))
-    doc = await coll.find_one({"_id": "p"})
-    assert doc["used_cores"] == 0 and doc["used_memory_mib"] == 0 and doc["reservations"] == []
+    state = await books[0].state("p")
+    assert state.bookings, "some bookings must have been made"
+    for step in usage_steps(state.bookings, at(-1)):
+        assert step.cores <= 8 and step.memory_mib <= 8 * 1024
 
 
-async def test_reserve_and_release_are_idempotent() -> None:
+async def test_book_is_idempotent_and_confirm_keeps_the_booking() -> None:
     platform = PlatformConfig(name="p", cores=4, memory_gib=4, max_duration_s=60)
     book = CapacityBook(memory_client()["cap2"]["platforms"], [platform])
     await book.sync_platforms()
-    assert await book.reserve("p", "job", 2, 1024)
-    assert not await book.reserve("p", "job", 2, 1024)  # the same holder cannot hold twice
-    assert await book.free("p") == (2, 3072)
-    assert await book.release("job") is not None
-    assert await book.release("job") is None
-    assert await book.free("p") == (4, 4096)
-    assert not await book.reserve("p", "big", 5, 1024)
+    assert await book.book("p", booking("x", 2, 0, 10))
+    assert await book.book("p", booking("x", 2, 0, 10))  # the same holder again: still one booking
+    assert len((await book.state("p")).bookings) == 1
+    assert not await book.book("p", booking("y", 3, 5, 6))
+    assert await book.confirm("p", "x", "job-1")
+    assert (await book.state("p")).bookings[0].kind == "job"
+    assert [b.holder for b in await book.release_job("job-1")] == ["x"]
+    assert await book.release_job("job-1") == []

@@ -19,6 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """A datetime read back from a store may have lost its zone; stored ones are always UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -105,6 +110,13 @@ class TaskProposed(Event):
     start_before: datetime | None = None
     auto_accept: bool = Field(True, description="accept the best offer at once (caesar-rest POST /job)")
     tag: str = ""
+    executable_kind: str = Field(
+        "app", description="app (one of ours), docker-container, singularity-container or jupyter-notebook"
+    )
+    image: str | None = Field(None, description="container image, for container executables")
+    command: list[str] = Field(
+        default_factory=list, description="container command, for container executables"
+    )
 
 
 class OfferMade(Event):
@@ -121,6 +133,8 @@ class OfferMade(Event):
     expires_at: datetime | None = None
     cost_core_hours: float | None = None
     reasons: list[str] = Field(default_factory=list)
+    set_size: int = Field(1, ge=1, description="how many OfferMade events answer this proposal")
+    description: str = ""
 
 
 class JobSubmitted(Event):
@@ -137,6 +151,37 @@ class JobSubmitted(Event):
     app: str
     options: dict[str, Any] = Field(default_factory=dict)
     inputs: list[InputFile] = Field(default_factory=list)
+    start: datetime | None = Field(None, description="not before this time (the offer's start)")
+    image: str | None = None
+    command: list[str] = Field(default_factory=list)
+
+
+OfferPhase = Literal["OFFERED", "ACCEPTED", "REJECTED", "EXPIRED", "CANCELLED"]
+
+
+class OfferDecision(Event):
+    """A client accepts, rejects or cancels an offer (the ExecutionBroker's phase update)."""
+
+    routing_key: ClassVar[str] = "offer.decision"
+    type: Literal["OfferDecision"] = "OfferDecision"
+
+    offer_id: str
+    decision: Literal["ACCEPTED", "REJECTED", "CANCELLED"]
+
+
+class OfferStateChanged(Event):
+    """An offer's phase changed, or a decision on it was refused (``refused`` with ``reason``)."""
+
+    routing_key: ClassVar[str] = "offer.state_changed"
+    type: Literal["OfferStateChanged"] = "OfferStateChanged"
+
+    offer_id: str
+    state: OfferPhase
+    reason: str = ""
+    refused: Literal["ACCEPTED", "REJECTED", "CANCELLED"] | None = Field(
+        None, description="the decision that was refused; state is the offer's unchanged phase"
+    )
+    job_id: str | None = None
 
 
 class JobDispatched(Event):
@@ -211,6 +256,8 @@ class UsageUpdated(Event):
 AnyEvent = Annotated[
     TaskProposed
     | OfferMade
+    | OfferDecision
+    | OfferStateChanged
     | JobSubmitted
     | JobDispatched
     | JobStateChanged
@@ -226,6 +273,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         TaskProposed,
         OfferMade,
+        OfferDecision,
+        OfferStateChanged,
         JobSubmitted,
         JobDispatched,
         JobStateChanged,

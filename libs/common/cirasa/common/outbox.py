@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from cirasa.common.bus import Bus
-from cirasa.common.events import Event, decode_event, utcnow
+from cirasa.common.events import Event, as_utc, decode_event, utcnow
 from cirasa.common.metrics import OUTBOX_PENDING
 from cirasa.common.store import Collection
 
@@ -63,7 +63,7 @@ class OutboxRelay:
             async for doc in collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}):
                 entries = doc.get(OUTBOX_FIELD) or []
                 pending += len(entries)
-                due = [e for e in entries if _aware(e["queued_at"]) <= cutoff]
+                due = [e for e in entries if as_utc(e["queued_at"]) <= cutoff]
                 published += await self._publish_entries(collection, doc["_id"], due)
         OUTBOX_PENDING.labels(self._service).set(pending - published)
         return published
@@ -91,11 +91,3 @@ class OutboxRelay:
             )
             done += 1
         return done
-
-
-def _aware(value: Any) -> Any:
-    if getattr(value, "tzinfo", None) is None:
-        from datetime import UTC
-
-        return value.replace(tzinfo=UTC)
-    return value

@@ -11,8 +11,10 @@ from starlette.exceptions import HTTPException
 
 from cirasa.common.http import add_request_metrics, health_router
 from cirasa.common.service import Service
+from cirasa.gateway.broker.routes import build_broker_router
 from cirasa.gateway.caesar import build_router
 from cirasa.gateway.service import Gateway
+from cirasa.gateway.uws import build_router as build_uws_router
 from cirasa.gateway.webpage import INDEX_HTML
 
 
@@ -26,6 +28,8 @@ def create_app(gateway: Gateway, services: Sequence[Service] = ()) -> FastAPI:
     app.state.gateway = gateway
     app.include_router(health_router(list(services) or [gateway]))
     app.include_router(build_router())
+    app.include_router(build_broker_router())
+    app.include_router(build_uws_router())
     add_request_metrics(app, "gateway")
 
     @app.get("/", include_in_schema=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +24,9 @@ from cirasa.common.events import (
     InputFile,
     JobState,
     JobStateChanged,
+    JobSubmitted,
     OfferMade,
+    OfferStateChanged,
     TaskProposed,
     UsageUpdated,
     new_id,
@@ -32,6 +35,8 @@ from cirasa.common.events import (
 from cirasa.common.outbox import outbox_entries, outbox_push
 from cirasa.common.paths import safe_user
 from cirasa.common.service import Service
+from cirasa.gateway.broker.state import INDEXES as BROKER_INDEXES
+from cirasa.gateway.broker.state import OFFERSETS, SESSIONS, BrokerState
 from cirasa.gateway.uploads import ReceivedFile
 
 FILES, JOBS, USAGE = "files", "jobs", "usage"
@@ -50,21 +55,25 @@ class NewJob:
 
 class Gateway(Service):
     name: ClassVar[str] = "gateway"
-    outbox_collections: ClassVar[tuple[str, ...]] = (FILES, JOBS)
+    outbox_collections: ClassVar[tuple[str, ...]] = (FILES, JOBS, OFFERSETS, SESSIONS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.files, self.jobs, self.usage = self.db[FILES], self.db[JOBS], self.db[USAGE]
+        self.broker = BrokerState(self.db, self.name)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
             FILES: [IndexModel([("user", ASCENDING), ("filedate", DESCENDING)])],
             JOBS: [IndexModel([("user", ASCENDING), ("submit_date", DESCENDING)])],
+            **BROKER_INDEXES,
         }
 
     def register(self) -> None:
         self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
         self.bus.subscribe(OfferMade, self.on_offer_made)
+        self.bus.subscribe(OfferStateChanged, self.broker.on_offer_state_changed)
+        self.bus.subscribe(JobSubmitted, self.on_job_submitted)
         self.bus.subscribe(UsageUpdated, self.on_usage_updated)
 
     # --- read model -----------------------------------------------------------------------
@@ -87,8 +96,43 @@ class Gateway(Service):
             {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}},
             {"$set": changes},
         )
+        await self.broker.on_job_state_changed(ev)
+
+    async def on_job_submitted(self, ev: JobSubmitted) -> None:
+        """Jobs accepted through the ExecutionBroker API join the jobs read model (caesar ones are there)."""
+        await self.broker.on_job_submitted(ev)
+        await self.jobs.update_one(
+            {"_id": ev.job_id},
+            {
+                "$setOnInsert": {
+                    "job_id": ev.job_id,
+                    "user": ev.user,
+                    "app": ev.app,
+                    "job_inputs": ev.options,
+                    "data_inputs": ev.inputs[0].file_id if ev.inputs else "",
+                    "tag": "",
+                    "metadata": "",
+                    "submit_date": ev.occurred_at.isoformat(),
+                    "state": JobState.PENDING.value,
+                    "seq": 0,
+                    "status": f"Offer {ev.offer_id} accepted on platform {ev.platform}",
+                    "pid": "",
+                    "exit_code": -1,
+                    "elapsed_time": 0.0,
+                    "platform": ev.platform,
+                    "resources": ev.resources.model_dump(),
+                    "offer_start": ev.start.isoformat() if ev.start else None,
+                    "quote": (ev.start + timedelta(seconds=ev.resources.duration_s)).isoformat()
+                    if ev.start
+                    else None,
+                    "outbox": [],
+                }
+            },
+            upsert=True,
+        )
 
     async def on_offer_made(self, ev: OfferMade) -> None:
+        await self.broker.on_offer_made(ev)
         if ev.accepted and ev.platform:
             await self.jobs.update_one(
                 {"_id": ev.correlation_id, "seq": 0},
@@ -97,6 +141,10 @@ class Gateway(Service):
                         "platform": ev.platform,
                         "status": f"Offer accepted on platform {ev.platform}",
                         "resources": ev.resources.model_dump() if ev.resources else None,
+                        "offer_start": ev.start.isoformat() if ev.start else None,
+                        "quote": (ev.start + timedelta(seconds=ev.resources.duration_s)).isoformat()
+                        if ev.start and ev.resources
+                        else None,
                     }
                 },
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from pymongo import ASCENDING, IndexModel
@@ -24,6 +24,7 @@ from cirasa.common.events import (
     JobState,
     JobStateChanged,
     JobSubmitted,
+    as_utc,
     utcnow,
 )
 from cirasa.common.metrics import JOB_TRANSITIONS, JOBS_ACTIVE, SUBMIT_TO_START
@@ -73,6 +74,7 @@ class Monitor(Service):
                     "backend": ev.backend,
                     "duration_s": ev.resources.duration_s,
                     "submitted_at": ev.occurred_at,
+                    "not_before": max(as_utc(ev.start), ev.occurred_at) if ev.start else ev.occurred_at,
                 },
                 "$setOnInsert": self._new_job(),
             },
@@ -163,7 +165,8 @@ class Monitor(Service):
         now = utcnow()
         cfg = self.settings.monitor
         async for doc in self.jobs.find({"state": {"$in": ACTIVE}}):
-            created = _aware(doc.get("submitted_at") or doc["created_at"])
+            # a job offered for later is not late before its start
+            created = as_utc(doc.get("not_before") or doc.get("submitted_at") or doc["created_at"])
             if not doc.get("dispatched") and now - created > timedelta(seconds=cfg.submit_timeout_s):
                 await self.transition(
                     doc,
@@ -174,7 +177,7 @@ class Monitor(Service):
                 )
             elif doc["state"] == JobState.RUNNING.value and doc.get("started_at"):
                 limit = timedelta(seconds=doc.get("duration_s", 0) + 60)
-                if now - _aware(doc["started_at"]) > limit:
+                if now - as_utc(doc["started_at"]) > limit:
                     await asyncio.to_thread(self._backend(doc["platform"]).cancel, self._tracked(doc))
                     await self.transition(
                         doc,
@@ -187,7 +190,7 @@ class Monitor(Service):
             elif (
                 doc["state"] == JobState.PENDING.value
                 and doc.get("dispatched_at")
-                and now - _aware(doc["dispatched_at"]) > timedelta(seconds=cfg.start_timeout_s)
+                and now - as_utc(doc["dispatched_at"]) > timedelta(seconds=cfg.start_timeout_s)
             ):
                 await self.transition(
                     doc,
@@ -251,8 +254,8 @@ class Monitor(Service):
         if result.modified_count != 1:
             return None  # another replica got there first, or the job is already final
         JOB_TRANSITIONS.labels(status.state.value).inc()
-        if status.state is JobState.RUNNING and status.started_at and doc.get("submitted_at"):
-            delay = (_aware(status.started_at) - _aware(doc["submitted_at"])).total_seconds()
+        if status.state is JobState.RUNNING and status.started_at and doc.get("not_before"):
+            delay = (as_utc(status.started_at) - as_utc(doc["not_before"])).total_seconds()
             SUBMIT_TO_START.labels(doc.get("platform") or "?").observe(max(delay, 0.0))
         self.log.info("job.state_changed", job_id=doc["_id"], state=status.state.value, seq=seq)
         await self.relay.flush(self.jobs, doc["_id"])
@@ -267,9 +270,3 @@ class Monitor(Service):
         return TrackedJob(
             doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"])
         )
-
-
-def _aware(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,34 +1,44 @@
-"""Atomic capacity reservations on a platform document.
+"""Bookings on a platform document, changed only by compare-and-swap on its ``version``.
 
-Each platform is one document holding its totals, what is used, and the list of reservations by
-holder (a job id). Reserving and releasing are single conditional updates, so any number of
-planner replicas can race without over-booking: the update matches only while the platform has
-room AND does not already hold a reservation for that holder, which also makes both idempotent.
+Each platform is one document with its totals and its bookings (see ``calendar``). A change reads
+the document, decides in Python (does the booking fit at every instant of its interval?) and writes
+back only if nobody changed the document meanwhile (``version`` unchanged); otherwise it re-reads and
+decides again. Any number of planner replicas can race on one platform without over-booking it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from pymongo import ReturnDocument
 
 from cirasa.common.events import utcnow
 from cirasa.common.metrics import PLATFORM_RESERVED_CORES, PLATFORM_TOTAL_CORES
 from cirasa.common.settings import PlatformConfig
 from cirasa.common.store import Collection
+from cirasa.planner.calendar import Booking, fits_at
+
+MAX_RETRIES = 50
 
 
 def mib(gib: float) -> int:
     return round(gib * 1024)
 
 
+class ContentionError(RuntimeError):
+    """Too many concurrent writers on one platform document; the caller's event will be retried."""
+
+
 @dataclass(frozen=True)
-class Reservation:
-    platform: str
-    holder: str
+class PlatformState:
+    name: str
     cores: int
     memory_mib: int
+    version: int
+    bookings: list[Booking]
+
+
+Change = Callable[[PlatformState], list[Booking] | None]  # the new bookings, or None for "no change"
 
 
 class CapacityBook:
@@ -43,70 +53,95 @@ class CapacityBook:
                 {"_id": p.name},
                 {
                     "$set": {"cores": p.cores, "memory_mib": mib(p.memory_gib)},
-                    "$setOnInsert": {"reservations": [], "used_cores": 0, "used_memory_mib": 0},
+                    "$setOnInsert": {"bookings": [], "version": 0},
                 },
                 upsert=True,
             )
             PLATFORM_TOTAL_CORES.labels(p.name).set(p.cores)
 
-    async def free(self, platform: str) -> tuple[int, int]:
+    async def state(self, platform: str) -> PlatformState:
         doc = await self._coll.find_one({"_id": platform})
         if doc is None:
-            return 0, 0
-        return doc["cores"] - doc["used_cores"], doc["memory_mib"] - doc["used_memory_mib"]
-
-    async def held_by(self, holder: str, platform: str | None = None) -> Reservation | None:
-        query: dict[str, Any] = {"reservations.holder": holder}
-        if platform is not None:
-            query["_id"] = platform
-        doc = await self._coll.find_one(query, {"reservations": {"$elemMatch": {"holder": holder}}})
-        if doc is None:
-            return None
-        r = doc["reservations"][0]
-        return Reservation(doc["_id"], holder, r["cores"], r["memory_mib"])
-
-    async def reserve(self, platform: str, holder: str, cores: int, memory_mib: int) -> bool:
-        p = self.platforms[platform]
-        doc = await self._coll.find_one_and_update(
-            {
-                "_id": platform,
-                "reservations.holder": {"$ne": holder},
-                "used_cores": {"$lte": p.cores - cores},
-                "used_memory_mib": {"$lte": mib(p.memory_gib) - memory_mib},
-            },
-            {
-                "$push": {
-                    "reservations": {
-                        "holder": holder,
-                        "cores": cores,
-                        "memory_mib": memory_mib,
-                        "since": utcnow(),
-                    }
-                },
-                "$inc": {"used_cores": cores, "used_memory_mib": memory_mib},
-            },
-            return_document=ReturnDocument.AFTER,
+            raise KeyError(platform)
+        return PlatformState(
+            platform,
+            doc["cores"],
+            doc["memory_mib"],
+            doc["version"],
+            [Booking.from_doc(b) for b in doc.get("bookings", [])],
         )
-        if doc is not None:
-            PLATFORM_RESERVED_CORES.labels(platform).set(doc["used_cores"])
-        return doc is not None
 
-    async def release(self, holder: str, platform: str | None = None) -> Reservation | None:
-        held = await self.held_by(holder, platform)
-        if held is None:
-            return None
-        doc = await self._coll.find_one_and_update(
-            {"_id": held.platform, "reservations.holder": holder},
-            {
-                "$pull": {"reservations": {"holder": holder}},
-                "$inc": {"used_cores": -held.cores, "used_memory_mib": -held.memory_mib},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:  # another replica released it first
-            return None
-        PLATFORM_RESERVED_CORES.labels(held.platform).set(doc["used_cores"])
-        return held
+    async def change(self, platform: str, decide: Change) -> list[Booking] | None:
+        """Apply ``decide`` to the platform's bookings atomically; returns the bookings written, or None."""
+        for _ in range(MAX_RETRIES):
+            state = await self.state(platform)
+            new = decide(state)
+            if new is None:
+                return None
+            result = await self._coll.update_one(
+                {"_id": platform, "version": state.version},
+                {"$set": {"bookings": [b.to_doc() for b in new]}, "$inc": {"version": 1}},
+            )
+            if result.modified_count == 1:
+                PLATFORM_RESERVED_CORES.labels(platform).set(_cores_now(new))
+                return new
+        raise ContentionError(f"platform {platform}: gave up after {MAX_RETRIES} concurrent updates")
+
+    async def book(self, platform: str, booking: Booking) -> bool:
+        """Add ``booking`` if it fits at every instant; idempotent per holder."""
+
+        def decide(state: PlatformState) -> list[Booking] | None:
+            if any(b.holder == booking.holder for b in state.bookings):
+                return None
+            if not fits_at(state.bookings, state.cores, state.memory_mib, booking):
+                return None
+            return [*state.bookings, booking]
+
+        if await self.change(platform, decide) is not None:
+            return True
+        state = await self.state(platform)
+        return any(b.holder == booking.holder for b in state.bookings)
+
+    async def release(self, platform: str, holders: set[str]) -> list[Booking]:
+        """Remove the bookings of ``holders``; returns those removed."""
+        removed: list[Booking] = []
+
+        def decide(state: PlatformState) -> list[Booking] | None:
+            removed.clear()
+            removed.extend(b for b in state.bookings if b.holder in holders)
+            return [b for b in state.bookings if b.holder not in holders] if removed else None
+
+        await self.change(platform, decide)
+        return removed
+
+    async def release_job(self, job_id: str) -> list[Booking]:
+        """Remove every booking of a job, on whichever platform; a no-op when there is none."""
+        removed: list[Booking] = []
+        async for doc in self._coll.find({"bookings.job_id": job_id}, {"_id": 1}):
+            holders = {b.holder for b in (await self.state(doc["_id"])).bookings if b.job_id == job_id}
+            removed += await self.release(doc["_id"], holders)
+        return removed
+
+    async def confirm(self, platform: str, holder: str, job_id: str) -> bool:
+        """Turn an offer's booking into a job's: it no longer expires."""
+
+        def decide(state: PlatformState) -> list[Booking] | None:
+            out, found = [], False
+            for b in state.bookings:
+                if b.holder == holder and b.kind == "offer":
+                    found = True
+                    b = Booking(b.holder, b.cores, b.memory_mib, b.start, b.end, "job", job_id, None)
+                out.append(b)
+            return out if found else None
+
+        if await self.change(platform, decide) is not None:
+            return True
+        return any(b.holder == holder and b.kind == "job" for b in (await self.state(platform)).bookings)
 
     async def snapshot(self) -> list[dict[str, Any]]:
         return [doc async for doc in self._coll.find({})]
+
+
+def _cores_now(bookings: list[Booking]) -> int:
+    now = utcnow()
+    return sum(b.cores for b in bookings if b.start <= now < b.end)

@@ -9,6 +9,8 @@ from cirasa.common.backends.base import CONTAINER_BACKENDS, FACTORIES
 from cirasa.common.events import ResourceRequest, Resources, TaskProposed
 from cirasa.common.settings import PlatformConfig
 
+CONTAINER_KINDS = ("docker-container", "singularity-container")
+
 
 @dataclass(frozen=True)
 class Fit:
@@ -25,7 +27,12 @@ def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
     name = platform.name
     app = get_app(task.app)
     req = task.resources
-    if app is None:
+    if task.executable_kind in CONTAINER_KINDS:
+        if platform.backend not in CONTAINER_BACKENDS:
+            reasons.append(f"{name}: a {platform.backend} platform runs no {task.executable_kind}")
+        elif not platform.options.get("run_images", False):
+            reasons.append(f"{name}: does not run arbitrary container images (options.run_images is off)")
+    elif app is None:
         reasons.append(f"{name}: unknown app {task.app!r}")
     elif platform.backend not in FACTORIES:
         reasons.append(f"{name}: the {platform.backend} backend is not available in this release")

@@ -7,6 +7,7 @@ it) and the outbox of JobDispatched.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
@@ -14,10 +15,10 @@ from pymongo import ReturnDocument
 
 from cirasa.common.apps.registry import get_app
 from cirasa.common.backends.base import Backend, BackendUnavailable, JobSpec, TrackedJob, make_backend
-from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, utcnow
+from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, as_utc, utcnow
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import job_dir_for, resolve_under
-from cirasa.common.service import Service
+from cirasa.common.service import Loop, Service, every
 
 DISPATCHES = "dispatches"
 
@@ -40,32 +41,53 @@ class Scheduler(Service):
             self._backends[platform] = make_backend(self.settings.platform(platform), self.settings)
         return self._backends[platform]
 
+    def loops(self) -> list[Loop]:
+        return [self._due_loop]
+
+    async def _due_loop(self, stop: asyncio.Event) -> None:
+        await every(0.5, stop, self.dispatch_due)
+
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
-        job_dir_rel = job_dir_for(ev.user, ev.job_id)
+        not_before = as_utc(ev.start) if ev.start else utcnow()
         doc = await self.dispatches.find_one_and_update(
             {"_id": ev.job_id},
             {
+                "$set": {"submitted": ev.model_dump(mode="json"), "not_before": not_before},
                 "$setOnInsert": {
                     "state": "SUBMITTING",
                     "user": ev.user,
                     "platform": ev.platform,
                     "backend": ev.backend,
-                    "job_dir": str(job_dir_rel),
+                    "job_dir": str(job_dir_for(ev.user, ev.job_id)),
                     "cancel_requested": False,
                     "outbox": [],
                     "created_at": utcnow(),
-                }
+                },
             },
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        if not_before <= utcnow() + timedelta(seconds=0.5):
+            await self._dispatch(ev, doc)
+        # otherwise the offer starts later: dispatch_due starts it on time
+
+    async def dispatch_due(self) -> None:
+        """Start jobs whose offered start has come (and any a crash left half-dispatched)."""
+        due = self.dispatches.find(
+            {"state": {"$in": ["SUBMITTING", "CANCEL_BEFORE_START"]}, "not_before": {"$lte": utcnow()}}
+        )
+        async for doc in due:
+            if doc.get("submitted"):
+                await self._dispatch(JobSubmitted.model_validate(doc["submitted"]), doc)
+
+    async def _dispatch(self, ev: JobSubmitted, doc: dict[str, Any]) -> None:
         if doc["state"] not in ("SUBMITTING", "CANCEL_BEFORE_START"):
             return  # already dispatched (or failed) by an earlier delivery
         if doc.get("cancel_requested"):
             await self._finish(ev, doc, error="Job canceled by user before it started", canceled=True)
             return
         try:
-            spec = self._spec(ev, job_dir_rel)
+            spec = self._spec(ev, PurePosixPath(doc["job_dir"]))
             backend = self.backend(ev.platform)
             backend_job_id = await asyncio.to_thread(backend.submit, spec)
         except (BackendUnavailable, KeyError, ValueError, OSError) as exc:
@@ -74,6 +96,11 @@ class Scheduler(Service):
         await self._finish(ev, doc, backend_job_id=backend_job_id)
 
     def _spec(self, ev: JobSubmitted, job_dir_rel: PurePosixPath) -> JobSpec:
+        job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
+        if ev.image:  # a container executable from the ExecutionBroker API
+            return JobSpec(
+                ev.job_id, ev.user, ev.app, list(ev.command), job_dir, ev.resources, image=ev.image
+            )
         app = get_app(ev.app)
         if app is None:
             raise ValueError(f"unknown app {ev.app!r}")
@@ -82,7 +109,6 @@ class Scheduler(Service):
         input_path = resolve_under(self.settings.data_dir, ev.inputs[0].relpath)
         if not input_path.is_file():
             raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
-        job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
         path = str(input_path.resolve())
         if app.runnable_without_container:
             return JobSpec(

@@ -76,11 +76,23 @@ def _local(platform: PlatformConfig, settings: Settings) -> Backend:
     return LocalBackend()
 
 
+def _kubernetes(platform: PlatformConfig, settings: Settings) -> Backend:
+    from cirasa.common.backends.kubernetes import KubernetesBackend
+
+    return KubernetesBackend(platform, settings)
+
+
+def _slurm(platform: PlatformConfig, settings: Settings) -> Backend:
+    from cirasa.common.backends.slurm import SlurmBackend
+
+    return SlurmBackend.from_platform(platform, settings)
+
+
 # backend type -> factory; a backend type is offered by the planner only when it is listed here
-FACTORIES: dict[str, BackendFactory] = {"local": _local}
+FACTORIES: dict[str, BackendFactory] = {"local": _local, "kubernetes": _kubernetes, "slurm": _slurm}
 
 # backend types that can run container images (see PlatformConfig.containers)
-CONTAINER_BACKENDS: frozenset[str] = frozenset()
+CONTAINER_BACKENDS: frozenset[str] = frozenset({"kubernetes", "slurm"})
 
 
 def make_backend(platform: PlatformConfig, settings: Settings) -> Backend:

@@ -1,0 +1,228 @@
+"""Reading an ExecutionRequest (JSON or YAML, v1.0 ``kind``/``meta`` or the legacy ``type`` shapes).
+
+Structural problems (not a mapping, a number that is not a number, an unparseable date) are the
+client's error: ``RequestError`` → 400. Things we understand but cannot do (an unknown executable
+kind, an unknown app) are not errors: they become a NO with messages, as the specification says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from cirasa.common.apps.registry import OptionError, get_app
+from cirasa.common.events import ResourceRequest, utcnow
+from cirasa.gateway.broker import kinds
+
+MAX_BODY = 1024 * 1024
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+class RequestError(ValueError):
+    """The request is malformed: 400."""
+
+
+@dataclass
+class ParsedRequest:
+    executable: dict[str, Any]
+    executable_kind: str
+    app: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    input_ids: list[str] = field(default_factory=list)
+    image: str | None = None
+    command: list[str] = field(default_factory=list)
+    resources: ResourceRequest = field(default_factory=ResourceRequest)
+    start_after: datetime | None = None
+    start_before: datetime | None = None
+    compute_name: str | None = None
+    no: list[str] = field(default_factory=list)  # reasons for a NO found while reading
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_body(raw: bytes, content_type: str | None) -> Any:
+    if len(raw) > MAX_BODY:
+        raise RequestError(f"request body over {MAX_BODY // 1024} KiB")
+    text = raw.decode("utf-8", errors="strict") if raw else ""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    try:
+        if "yaml" in ctype or "yml" in ctype:
+            return yaml.safe_load(text)
+        import json
+
+        return json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise RequestError(f"body is not valid {'YAML' if 'y' in ctype[-4:] else 'JSON'}: {exc}") from exc
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(f"{where} must be an object")
+    return value
+
+
+def _minmax(block: Any, where: str, default: int) -> tuple[int, int]:
+    if block is None:
+        return default, default
+    if isinstance(block, dict) and "requested" in block:  # legacy {requested: {min, max}}
+        block = block["requested"]
+    if isinstance(block, int) and not isinstance(block, bool):
+        return block, block
+    data = _mapping(block, where)
+    lo, hi = data.get("min"), data.get("max")
+    for v in (lo, hi):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise RequestError(f"{where}.min and {where}.max must be positive integers")
+    lo = lo if lo is not None else (hi if hi is not None else default)
+    hi = hi if hi is not None else lo
+    if hi < lo:
+        raise RequestError(f"{where}.max ({hi}) is below {where}.min ({lo})")
+    return lo, hi
+
+
+def _interval(text: Any) -> tuple[datetime, datetime]:
+    if not isinstance(text, str) or "/" not in text:
+        raise RequestError(
+            "schedule.requested.start must be an ISO-8601 interval: start/end or start/duration"
+        )
+    left, right = text.split("/", 1)
+    try:
+        if left.startswith("P"):
+            end = _INSTANT.validate_python(right)
+            return end - _DURATION.validate_python(left), end
+        start = _INSTANT.validate_python(left)
+        if right.startswith("P"):
+            return start, start + _DURATION.validate_python(right)
+        return start, _INSTANT.validate_python(right)
+    except ValidationError as exc:
+        raise RequestError(f"schedule.requested.start {text!r} is not an ISO-8601 interval") from exc
+
+
+def parse_request(body: Any, limits: tuple[int, float, int]) -> ParsedRequest:
+    """``limits``: the largest platform's cores, memory in GiB and duration in seconds (for capping max)."""
+    data = _mapping(body, "the request")
+    raw_exe = data.get("executable")
+    if raw_exe is None:
+        raise RequestError("the request has no executable")
+    exe = _mapping(raw_exe, "executable")
+    uri = exe.get("kind") or exe.get("type")
+    if not isinstance(uri, str):
+        raise RequestError("executable.kind is missing")
+    name = kinds.executable_kind(uri)
+    parsed = ParsedRequest(executable=exe, executable_kind=name or "unknown")
+    if name is None:
+        parsed.no.append(
+            f"unknown executable kind {uri!r}; known: docker-container, singularity-container, "
+            f"jupyter-notebook and {kinds.CIRASA_APP}"
+        )
+    elif name == "app":
+        _read_app(exe, parsed)
+    elif name == "docker-container":
+        image = exe.get("image") or {}
+        locations = image.get("locations") if isinstance(image, dict) else None
+        if not locations or not isinstance(locations, list) or not all(isinstance(x, str) for x in locations):
+            parsed.no.append("docker-container needs image.locations")
+        elif exe.get("privileged"):
+            parsed.no.append("privileged containers are not run")
+        else:
+            parsed.image = locations[0]
+            parsed.command = [str(x) for x in exe.get("command") or []]
+    elif name == "singularity-container":
+        if not isinstance(exe.get("location"), str):
+            parsed.no.append("singularity-container needs a location")
+        else:
+            parsed.image = exe["location"]
+    elif name == "jupyter-notebook":
+        if get_app("notebook") is None:
+            parsed.no.append("no platform here runs Jupyter notebooks in this release")
+        else:
+            parsed.app = "notebook"
+            parsed.options = {"location": exe.get("location")}
+    _read_compute(data.get("compute") or data.get("computer"), parsed, limits)
+    _read_schedule(data.get("schedule"), parsed, limits[2])
+    return parsed
+
+
+def _read_app(exe: dict[str, Any], parsed: ParsedRequest) -> None:
+    app_name = exe.get("app")
+    app = get_app(app_name) if isinstance(app_name, str) else None
+    if app is None:
+        parsed.no.append(f"unknown app {app_name!r}")
+        return
+    parsed.app = app.name
+    try:
+        validated = app.validate(exe.get("options") or {})
+    except OptionError as exc:
+        raise RequestError(str(exc)) from exc
+    parsed.options = validated.values
+    if validated.ignored:
+        parsed.warnings.append(f"unknown options ignored: {', '.join(validated.ignored)}")
+    inputs = exe.get("inputs") or []
+    if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+        raise RequestError("executable.inputs must be a list of file ids")
+    parsed.input_ids = inputs
+    parsed.resources = app.resources
+
+
+def _read_compute(raw: Any, parsed: ParsedRequest, limits: tuple[int, float, int]) -> None:
+    if raw is None:
+        return
+    compute = _mapping(raw, "compute")
+    uri = compute.get("kind") or compute.get("type") or kinds.SIMPLE_COMPUTE
+    if not isinstance(uri, str) or not kinds.is_compute_kind(uri):
+        parsed.no.append(f"unknown compute kind {uri!r}")
+        return
+    meta: dict[str, Any] = compute["meta"] if isinstance(compute.get("meta"), dict) else {}
+    parsed.compute_name = compute.get("name") or meta.get("name")
+    base = parsed.resources
+    min_c, max_c = _minmax(compute.get("cores"), "compute.cores", base.min_cores)
+    min_m, max_m = _minmax(compute.get("memory"), "compute.memory", max(1, round(base.min_memory_gib)))
+    max_cores, max_mem, _ = limits
+    if max_c > max_cores:
+        parsed.warnings.append(f"compute.cores.max {max_c} capped to {max_cores}, the largest platform")
+        max_c = max(min_c, max_cores)
+    if max_m > max_mem:
+        parsed.warnings.append(f"compute.memory.max {max_m} GiB capped to {max_mem:g}, the largest platform")
+        max_m = max(min_m, int(max_mem))
+    parsed.resources = base.model_copy(
+        update={
+            "min_cores": min_c,
+            "max_cores": max_c,
+            "min_memory_gib": float(min_m),
+            "max_memory_gib": float(max_m),
+        }
+    )
+
+
+def _read_schedule(raw: Any, parsed: ParsedRequest, max_duration_s: int) -> None:
+    if raw is None:
+        return
+    requested = _mapping(raw, "schedule").get("requested")
+    if requested is None:
+        return
+    block = _mapping(requested, "schedule.requested")
+    if block.get("duration") is not None:
+        try:
+            duration = _DURATION.validate_python(block["duration"])
+        except ValidationError as exc:
+            raise RequestError(
+                f"schedule.requested.duration {block['duration']!r} is not an ISO-8601 duration"
+            ) from exc
+        seconds = int(duration.total_seconds())
+        if seconds < 1:
+            raise RequestError("schedule.requested.duration must be positive")
+        parsed.resources = parsed.resources.model_copy(update={"duration_s": seconds})
+    start = block.get("start")
+    if isinstance(start, list):  # the EB text allows several windows; we take the first
+        start = start[0] if start else None
+    if start is not None:
+        after, before = _interval(start)
+        if before < after:
+            raise RequestError("schedule.requested.start ends before it starts")
+        if before < utcnow():
+            parsed.no.append(f"the requested start window {start} has already passed")
+        parsed.start_after, parsed.start_before = after, before

@@ -1,0 +1,1 @@
+"""Deployment files: the Helm chart, compose.yaml and the Grafana dashboard."""
