@@ -5,4 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/pytest ] || bash scripts/install.sh
 bash scripts/ensure-rabbitmq.sh
+# a real Slurm cluster for tests/integration/test_slurm.py; when it cannot start, those tests skip
+if [ -z "${CIRASA_TEST_SLURM_URL:-}" ]; then
+  if slurm_env=$(bash scripts/slurm.sh up >&2 && bash scripts/slurm.sh env); then
+    eval "$slurm_env"
+  else
+    echo "slurm: the test cluster did not come up (see above); the Slurm tests will be skipped" >&2
+  fi
+fi
 exec .venv/bin/python -m pytest -q "$@"

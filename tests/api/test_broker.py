@@ -74,7 +74,7 @@ async def follow(
         body = yaml.safe_load(r.text) if headers else r.json()
         return body if body["phase"] in phases else None
 
-    return await wait_for(probe, timeout_s, f"session {session_id} to reach {phases}")  # type: ignore[no-any-return]
+    return await wait_for(probe, timeout_s, f"session {session_id} to reach {phases}")
 
 
 async def test_json_client_rejects_one_accepts_another_and_gets_the_catalogue(

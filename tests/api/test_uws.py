@@ -14,7 +14,7 @@ import pytest
 from vo_models.uws import Jobs, Parameters, Results
 from vo_models.uws.types import ErrorType, ExecutionPhase
 
-from cirasa.gateway.uws import JobParameters, UWSJob
+from cirasa.gateway.uws import JobParameters, UWSJob, parse_time, quote_of
 from tests.conftest import API, Stack, wait_for
 
 UWS = "/uws/jobs"
@@ -112,7 +112,9 @@ async def test_completed_job_resource_parameters_and_results(memory_stack: Stack
     assert job.creation_time and job.start_time and job.end_time
     assert job.creation_time <= job.start_time <= job.end_time
     assert job.execution_duration == 1800 and job.destruction is None
-    assert job.quote == job.start_time + timedelta(seconds=1800)
+    stored = await memory_stack.services["gateway"].db["jobs"].find_one({"_id": job_id})
+    planned = parse_time(stored.get("quote")) or job.start_time + timedelta(seconds=1800)
+    assert job.quote is not None and abs(job.quote - planned) < timedelta(milliseconds=1)
     assert isinstance(job.parameters, JobParameters)
     params = {p.id: p.value for p in job.parameters.parameter}
     assert params == {"app": "sep", "data_inputs": file_id, "seedthr": "5"}
@@ -157,6 +159,21 @@ async def test_completed_job_resource_parameters_and_results(memory_stack: Stack
         assert r.status_code == 404, name
     r = await memory_stack.client.get(f"{UWS}/{job_id}/results/..%2F{catalog}")
     assert r.status_code == 404
+
+
+def test_quote_prefers_the_planner_estimate() -> None:
+    job: dict[str, Any] = {"submit_date": "2030-01-01T00:00:00+00:00", "state": "PENDING"}
+    assert quote_of(job) is None  # no offer accepted yet: nothing to say
+    job["resources"] = {"cores": 1, "memory_gib": 1.0, "duration_s": 600}
+    assert quote_of(job) == datetime(2030, 1, 1, 0, 10, tzinfo=UTC)
+    job["offer_start"] = "2030-01-01T01:00:00Z"
+    assert quote_of(job) == datetime(2030, 1, 1, 1, 10, tzinfo=UTC)
+    job["start_date"] = "2030-01-01T03:00:00+02:00"  # stored offsets are honoured
+    assert quote_of(job) == datetime(2030, 1, 1, 1, 10, tzinfo=UTC)
+    job["quote"] = "2030-01-02T00:00:00+00:00"
+    assert quote_of(job) == datetime(2030, 1, 2, tzinfo=UTC)
+    job["quote"] = None  # the planner had no estimate
+    assert quote_of(job) == datetime(2030, 1, 1, 1, 10, tzinfo=UTC)
 
 
 async def test_failed_job_has_an_error_summary(memory_stack: Stack, fits_image: Path) -> None:

@@ -36,6 +36,7 @@ K8S_VERSION = "1.31.0"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _JOBS = r"/apis/batch/v1/namespaces/{ns}/jobs"
 _PODS = r"/api/v1/namespaces/{ns}/pods"
+_BODY = web.RequestKey("json", object)
 
 
 def _now() -> str:
@@ -92,7 +93,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-@dataclass
+@dataclass(eq=False)
 class _Watcher:
     kind: str
     namespace: str
@@ -180,7 +181,7 @@ class FakeKubeApi:
         if request.can_read_body:
             raw = await request.read()
             body = json.loads(raw) if raw else None
-        request["json"] = body
+        request[_BODY] = body
         self.requests.append(Request(request.method, request.path, dict(request.query), body))
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response(status_body(401, "Unauthorized", "Unauthorized"), status=401)
@@ -189,7 +190,7 @@ class FakeKubeApi:
 
     async def _create_job(self, request: web.Request) -> web.StreamResponse:
         ns = request.match_info["ns"]
-        body = request["json"]
+        body = request[_BODY]
         name = (body or {}).get("metadata", {}).get("name", "")
         if not isinstance(body, dict) or body.get("kind") != "Job" or body.get("apiVersion") != "batch/v1":
             return web.json_response(status_body(400, "BadRequest", "not a batch/v1 Job"), status=400)
@@ -222,7 +223,7 @@ class FakeKubeApi:
         ctype = request.content_type
         if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             return web.json_response(status_body(415, "UnsupportedMediaType", ctype), status=415)
-        job = _merge_patch(self._objects[key], request["json"])
+        job = _merge_patch(self._objects[key], request[_BODY])
         self._put("MODIFIED", job)
         return web.json_response(job)
 
@@ -231,7 +232,7 @@ class FakeKubeApi:
         job = self._objects.get(("Job", ns, name))
         if job is None:
             return self._not_found(name)
-        policy = (request["json"] or {}).get("propagationPolicy") or request.query.get("propagationPolicy")
+        policy = (request[_BODY] or {}).get("propagationPolicy") or request.query.get("propagationPolicy")
         self._remove_job(ns, name, policy or "Background")
         return web.json_response(
             {

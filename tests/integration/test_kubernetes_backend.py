@@ -228,7 +228,9 @@ def test_job_dir_off_the_volume_is_refused(make: BackendMaker, kube: FakeKubeApi
     assert kube.jobs(ns) == []
 
 
-def test_duplicate_submit_creates_one_job(make: BackendMaker, kube: FakeKubeApi, ns: str, tmp_path: Path) -> None:
+def test_duplicate_submit_creates_one_job(
+    make: BackendMaker, kube: FakeKubeApi, ns: str, tmp_path: Path
+) -> None:
     spec = _spec(tmp_path)
     replicas = [make(), make()]  # two scheduler replicas get the same redelivered JobSubmitted
     names: list[str] = []
@@ -243,7 +245,9 @@ def test_duplicate_submit_creates_one_job(make: BackendMaker, kube: FakeKubeApi,
     assert len(kube.calls("POST", f"/namespaces/{ns}/jobs")) == 5  # the other four got 409
 
 
-def test_watch_follows_a_job_to_success(make: BackendMaker, kube: FakeKubeApi, ns: str, tmp_path: Path) -> None:
+def test_watch_follows_a_job_to_success(
+    make: BackendMaker, kube: FakeKubeApi, ns: str, tmp_path: Path
+) -> None:
     backend = make()
     spec = _spec(tmp_path)
     name = backend.submit(spec)
@@ -260,7 +264,8 @@ def test_watch_follows_a_job_to_success(make: BackendMaker, kube: FakeKubeApi, n
     assert kube.calls("GET", f"/jobs/{name}") == []
     watches = kube.calls("GET", f"/namespaces/{ns}/jobs", watch="True")
     assert watches and all(
-        w.query["labelSelector"] == "app.kubernetes.io/managed-by=cirasa,cirasa.io/platform=k8s" for w in watches
+        w.query["labelSelector"] == "app.kubernetes.io/managed-by=cirasa,cirasa.io/platform=k8s"
+        for w in watches
     )
 
 
@@ -302,7 +307,9 @@ def test_failures_say_why(
     assert status.started_at is not None and status.finished_at is not None
 
 
-def test_image_pull_backoff_fails_the_job(make: BackendMaker, kube: FakeKubeApi, ns: str, tmp_path: Path) -> None:
+def test_image_pull_backoff_fails_the_job(
+    make: BackendMaker, kube: FakeKubeApi, ns: str, tmp_path: Path
+) -> None:
     backend = make(image_pull_grace_s=0.5)
     spec = _spec(tmp_path, image="registry.invalid/caesar:nope")
     name = backend.submit(spec)

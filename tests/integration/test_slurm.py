@@ -25,7 +25,7 @@ from cirasa.common.backends.base import BackendStatus, JobSpec, TrackedJob
 from cirasa.common.backends.slurm import SlurmBackend, SlurmOptions
 from cirasa.common.events import JobState, Resources
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
-from tests.conftest import API, AMQP_URL, start_stack, stop_stack
+from tests.conftest import AMQP_URL, API, start_stack, stop_stack
 
 SLURM_URL = os.environ.get("CIRASA_TEST_SLURM_URL", "")
 

@@ -422,7 +422,18 @@ def rec(
         (rec("FAILED", 256, "NonZeroExitCode"), JobState.FAILURE, 1, "(exit code 1)"),
         (rec("FAILED", 768, "NonZeroExitCode"), JobState.FAILURE, 3, "(exit code 3)"),
         (rec("FAILED", 9), JobState.FAILURE, -9, "killed by signal 9"),
-        (rec("FAILED", 4021, "JobLaunchFailure"), JobState.FAILURE, -1, "job directory exists"),
+        (
+            rec("FAILED", 4021, "JobLaunchFailure"),
+            JobState.FAILURE,
+            -1,
+            "Slurm error 4021: check that the job",
+        ),
+        (
+            rec("FAILED", 9, "JobLaunchFailure"),
+            JobState.FAILURE,
+            -9,
+            "unsuccessfully (killed by signal 9)",
+        ),
         (rec("CANCELLED", 15), JobState.CANCELED, -1, "canceled"),
         (
             rec("TIMEOUT", 15, "TimeLimit"),
@@ -476,6 +487,8 @@ def test_decode_exit_status() -> None:
     assert decode_exit_status(255 << 8) == (255, None)
     assert decode_exit_status(9) == (None, 9)
     assert decode_exit_status(15 | 0x80) == (None, 15)  # with the core-dump bit
+    assert decode_exit_status(4021) == (None, None)  # a Slurm error number, not a wait status
+    assert decode_exit_status(1 << 16) == (None, None)
 
 
 # -- cancel ---------------------------------------------------------------------------------------

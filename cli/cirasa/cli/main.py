@@ -237,7 +237,7 @@ def simulate(
     from cirasa.common.imaging import synthetic_image, write_truth_csv
     from cirasa.common.simulation import simulate_sky
 
-    noise_jy = noise_ujy * 1e-6
+    noise_jy = noise_ujy / 1e6
     started = time.perf_counter()
     try:
         if density is not None:
@@ -319,7 +319,7 @@ def compare(
             load_table(reference),
             radius_arcsec=radius_arcsec,
             snr_min=snr_min,
-            noise_jy=None if noise_ujy is None else noise_ujy * 1e-6,
+            noise_jy=None if noise_ujy is None else noise_ujy / 1e6,
         )
     except CompareError as exc:
         console.print(f"[red]{exc}[/]")

@@ -84,23 +84,23 @@ Environment shared by every service (a list of EnvVar, unindented).
 - name: CIRASA_HTTP_PORT
   value: {{ .Values.httpPort | quote }}
 - name: CIRASA_AMQP_URL
-{{- if and .Values.existingSecret.name .Values.existingSecret.amqpUrlKey }}
+{{- if .Values.rabbitmq.existingSecret.name }}
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.existingSecret.name | quote }}
-      key: {{ .Values.existingSecret.amqpUrlKey | quote }}
+      name: {{ .Values.rabbitmq.existingSecret.name | quote }}
+      key: {{ .Values.rabbitmq.existingSecret.key | quote }}
 {{- else }}
-  value: {{ .Values.env.amqpUrl | quote }}
+  value: {{ required "rabbitmq.url or rabbitmq.existingSecret.name is required" .Values.rabbitmq.url | quote }}
 {{- end }}
-{{- if and .Values.existingSecret.name .Values.existingSecret.mongodbUrlKey }}
+{{- if .Values.mongodb.existingSecret.name }}
 - name: CIRASA_MONGODB_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.existingSecret.name | quote }}
-      key: {{ .Values.existingSecret.mongodbUrlKey | quote }}
-{{- else if .Values.env.mongodbUrl }}
+      name: {{ .Values.mongodb.existingSecret.name | quote }}
+      key: {{ .Values.mongodb.existingSecret.key | quote }}
+{{- else if .Values.mongodb.url }}
 - name: CIRASA_MONGODB_URL
-  value: {{ .Values.env.mongodbUrl | quote }}
+  value: {{ .Values.mongodb.url | quote }}
 {{- end }}
 - name: CIRASA_CONFIG
   value: /etc/cirasa/config.yaml
@@ -109,12 +109,89 @@ Environment shared by every service (a list of EnvVar, unindented).
 - name: CIRASA_JOBS_DIR
   value: /data/jobs
 - name: CIRASA_LOG_LEVEL
-  value: {{ .Values.env.logLevel | quote }}
+  value: {{ .Values.logLevel | quote }}
 - name: CIRASA_LOG_JSON
-  value: {{ .Values.env.logJson | quote }}
+  value: {{ .Values.logJson | quote }}
 - name: HOME
   value: /tmp
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+Namespace of the Jobs of a kubernetes platform (the platform is the context).
+*/}}
+{{- define "cirasa.platformNamespace" -}}
+{{- $opts := .platform.options | default dict }}
+{{- $opts.namespace | default .root.Release.Namespace }}
+{{- end }}
+
+{{/*
+The namespaces that receive Jobs, as a JSON list ("[]" when no kubernetes platform is configured).
+*/}}
+{{- define "cirasa.jobNamespaces" -}}
+{{- $namespaces := list }}
+{{- range .Values.config.platforms }}
+{{- if eq (toString .backend) "kubernetes" }}
+{{- $namespaces = append $namespaces (include "cirasa.platformNamespace" (dict "platform" . "root" $)) }}
+{{- end }}
+{{- end }}
+{{- $namespaces | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/*
+Service accounts: every service's (no token), the job manager's (scheduler and monitor, when a
+kubernetes platform is configured) and the jobs' own (no token).
+*/}}
+{{- define "cirasa.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cirasa.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "cirasa.jobManagerServiceAccountName" -}}
+{{- printf "%s-job-manager" (include "cirasa.fullname" .) }}
+{{- end }}
+
+{{- define "cirasa.jobServiceAccountName" -}}
+{{- printf "%s-job" (include "cirasa.fullname" .) }}
+{{- end }}
+
+{{/*
+The CIRASA config file: .Values.config with the options of kubernetes platforms completed.
+*/}}
+{{- define "cirasa.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- $platforms := list }}
+{{- range $config.platforms }}
+{{- $platform := . }}
+{{- if eq (toString .backend) "kubernetes" }}
+{{- $defaults := dict
+      "in_cluster" true
+      "namespace" (include "cirasa.platformNamespace" (dict "platform" . "root" $))
+      "data_pvc" (include "cirasa.dataClaimName" $)
+      "mount_path" "/data"
+      "runner_image" (include "cirasa.image" $)
+      "run_as_user" $.Values.podSecurityContext.runAsUser
+      "run_as_group" $.Values.podSecurityContext.runAsGroup
+      "image_pull_policy" $.Values.image.pullPolicy }}
+{{- if $.Values.serviceAccount.create }}
+{{- $_ := set $defaults "service_account" (include "cirasa.jobServiceAccountName" $) }}
+{{- end }}
+{{- if $.Values.imagePullSecrets }}
+{{- $secrets := list }}
+{{- range $.Values.imagePullSecrets }}
+{{- $secrets = append $secrets .name }}
+{{- end }}
+{{- $_ := set $defaults "image_pull_secrets" $secrets }}
+{{- end }}
+{{- $platform = merge (dict "options" (merge (.options | default dict) $defaults)) . }}
+{{- end }}
+{{- $platforms = append $platforms $platform }}
+{{- end }}
+{{- $_ := set $config "platforms" $platforms }}
+{{- toYaml $config }}
 {{- end }}

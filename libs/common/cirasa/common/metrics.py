@@ -30,6 +30,12 @@ PLATFORM_RESERVED_CORES = Gauge(
     "cirasa_platform_reserved_cores", "Cores held by offers and running jobs", ["platform"]
 )
 PLATFORM_TOTAL_CORES = Gauge("cirasa_platform_total_cores", "Cores a platform offers", ["platform"])
+START_DELAY = Histogram(
+    "cirasa_start_delay_seconds",
+    "How late a job started against the start its offer promised (actual minus offered)",
+    ["platform"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
 SUBMIT_TO_START = Histogram(
     "cirasa_submit_to_start_seconds",
     "From the proposal to the job running",

@@ -27,7 +27,7 @@ from cirasa.common.events import (
     as_utc,
     utcnow,
 )
-from cirasa.common.metrics import JOB_TRANSITIONS, JOBS_ACTIVE, SUBMIT_TO_START
+from cirasa.common.metrics import JOB_TRANSITIONS, JOBS_ACTIVE, START_DELAY, SUBMIT_TO_START
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import resolve_under
 from cirasa.common.service import Loop, Service, every
@@ -254,9 +254,16 @@ class Monitor(Service):
         if result.modified_count != 1:
             return None  # another replica got there first, or the job is already final
         JOB_TRANSITIONS.labels(status.state.value).inc()
-        if status.state is JobState.RUNNING and status.started_at and doc.get("not_before"):
-            delay = (as_utc(status.started_at) - as_utc(doc["not_before"])).total_seconds()
-            SUBMIT_TO_START.labels(doc.get("platform") or "?").observe(max(delay, 0.0))
+        if status.state is JobState.RUNNING and status.started_at:
+            platform, started = doc.get("platform") or "?", as_utc(status.started_at)
+            if doc.get("submitted_at"):
+                SUBMIT_TO_START.labels(platform).observe(
+                    max((started - as_utc(doc["submitted_at"])).total_seconds(), 0)
+                )
+            if doc.get("not_before"):
+                START_DELAY.labels(platform).observe(
+                    max((started - as_utc(doc["not_before"])).total_seconds(), 0)
+                )
         self.log.info("job.state_changed", job_id=doc["_id"], state=status.state.value, seq=seq)
         await self.relay.flush(self.jobs, doc["_id"])
         return {**doc, **changes}

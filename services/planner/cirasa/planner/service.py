@@ -48,6 +48,8 @@ from cirasa.planner.fit import no_reasons_summary, static_fit
 
 PROPOSALS = "proposals"
 PLATFORMS = "platforms"
+STATS = "stats"
+DELAY_WEIGHT = 0.2  # of the newest observation in the moving average of start delays
 DEFAULT_WINDOW = timedelta(hours=2)
 MAX_WINDOW = timedelta(days=30)
 
@@ -161,11 +163,12 @@ class Planner(Service):
         platform: PlatformConfig,
         window: tuple[datetime, datetime],
         alternatives: bool,
+        slack: timedelta = timedelta(0),
     ) -> list[Candidate]:
         """The earliest start with as much as fits there; then, if that is less than asked, more cores
-        later."""
+        later. ``slack`` lengthens the booking by how late jobs usually start on this platform."""
         state = await self.capacity.state(platform.name)
-        req, duration = task.resources, timedelta(seconds=task.resources.duration_s)
+        req, duration = task.resources, timedelta(seconds=task.resources.duration_s) + slack
         min_mib, max_mib = mib(req.min_memory_gib), mib(req.max_memory_gib)
         start = earliest_start(
             state.bookings, state.cores, state.memory_mib, req.min_cores, min_mib, duration, *window
@@ -198,7 +201,8 @@ class Planner(Service):
         offers: list[dict[str, Any]] = []
         reasons: list[str] = []
         for platform in platforms:
-            found = await self._candidates(task, platform, window, alternatives=True)
+            delay = await self.start_delay(platform.name)  # jobs here tend to start this late
+            found = await self._candidates(task, platform, window, alternatives=True, slack=delay)
             if not found:
                 reasons.append(
                     f"{platform.name}: no free slot of {task.resources.min_cores} cores and "
@@ -214,7 +218,7 @@ class Planner(Service):
                     cand.cores,
                     cand.memory_mib,
                     cand.start,
-                    cand.start + duration,
+                    cand.start + duration + delay,
                     "offer",
                     None,
                     expires,
@@ -228,10 +232,15 @@ class Planner(Service):
                             "cores": cand.cores,
                             "memory_mib": cand.memory_mib,
                             "start": cand.start,
-                            "end": cand.start + duration,
+                            "end": cand.start + duration + delay,
                             "expires_at": expires,
                             "state": "OFFERED",
-                            "description": cand.description,
+                            "description": cand.description
+                            + (
+                                f"; jobs here start {delay.total_seconds():g} s late on average"
+                                if delay
+                                else ""
+                            ),
                         }
                     )
         if not offers:
@@ -470,6 +479,8 @@ class Planner(Service):
     # --- job ends and cancels -------------------------------------------------------------
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
+        if ev.state is JobState.RUNNING and ev.started_at is not None:
+            await self._learn_start_delay(ev.job_id, as_utc(ev.started_at))
         if not ev.state.is_terminal:
             return
         released = await self.capacity.release_job(ev.job_id)
@@ -496,6 +507,33 @@ class Planner(Service):
                 ),
             ],
         )
+
+    # --- estimates ------------------------------------------------------------------------
+
+    async def _learn_start_delay(self, job_id: str, started: datetime) -> None:
+        """Keep a moving average, per platform, of how late jobs start against their offers."""
+        doc = await self.proposals.find_one(
+            {"$or": [{"_id": job_id}, {"offers.offer_id": job_id}]}, {"offers": 1, "_id": 1}
+        )
+        offers = [o for o in (doc or {}).get("offers", []) if o["state"] == "ACCEPTED"]
+        if not offers:
+            return
+        offer = offers[0]
+        delay = max((started - as_utc(offer["start"])).total_seconds(), 0.0)
+        stats = await self.db[STATS].find_one({"_id": offer["platform"]})
+        old = stats["start_delay_s"] if stats else delay
+        await self.db[STATS].update_one(
+            {"_id": offer["platform"]},
+            {
+                "$set": {"start_delay_s": (1 - DELAY_WEIGHT) * old + DELAY_WEIGHT * delay},
+                "$inc": {"samples": 1},
+            },
+            upsert=True,
+        )
+
+    async def start_delay(self, platform: str) -> timedelta:
+        stats = await self.db[STATS].find_one({"_id": platform})
+        return timedelta(seconds=round(stats["start_delay_s"])) if stats else timedelta(0)
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -225,6 +225,7 @@ def run(image_path: Path, out_dir: Path, options: Options, preview: bool) -> dic
                 bkgin=str(bkg_path),
                 rmsin=str(rms_path),
                 beam=AegeanBeam(*beam.as_tuple),
+                cube_index=0,  # the first plane of a cube (None fails in 2.3.5)
                 progress=False,
             )
         finally:

@@ -141,11 +141,16 @@ def island_numbers(parent: SegmentationImage, children: SegmentationImage) -> np
     return np.array([numbers.setdefault(int(p), len(numbers) + 1) for p in parents], dtype=np.int64)
 
 
-def _rho(snr: np.ndarray, maj: np.ndarray, mnr: np.ndarray, noise: float, a_maj: float, a_min: float) -> np.ndarray:
+def _rho(
+    snr: np.ndarray, maj: np.ndarray, mnr: np.ndarray, noise: float, a_maj: float, a_min: float
+) -> np.ndarray:
     """Condon's effective signal-to-noise of a Gaussian (FWHM axes ``maj``, ``mnr``) in noise correlated
     over ``noise`` (the beam FWHM), for the exponents of the parameter in question."""
-    rho2 = (maj * mnr / (4.0 * noise**2)) * (1 + (noise / maj) ** 2) ** a_maj * (1 + (noise / mnr) ** 2) ** a_min
-    return np.sqrt(rho2) * snr
+    shape = (
+        (maj * mnr / (4.0 * noise**2)) * (1 + (noise / maj) ** 2) ** a_maj * (1 + (noise / mnr) ** 2) ** a_min
+    )
+    rho: np.ndarray = np.sqrt(shape) * snr
+    return rho
 
 
 def to_catalog_sources(

@@ -35,6 +35,7 @@ class Option:
     subcategory: str = ""
     advanced: bool = False
     mandatory: bool = False
+    codes: dict[str, int] | None = field(default=None, hash=False)  # enum value -> code on the command line
 
     @property
     def is_flag(self) -> bool:
@@ -96,6 +97,8 @@ class Option:
     def argv(self, value: Any) -> list[str]:
         if self.is_flag:
             return [f"--{self.name}"] if value else []
+        if self.codes is not None and value in self.codes:
+            value = self.codes[value]
         return [f"--{self.name}={value}"]
 
 
@@ -179,7 +182,7 @@ def flag(name: str, desc: str, cat: str, **kw: Any) -> Option:
 
 
 # one module per app under cirasa.common.apps.specs, each defining APP
-APP_MODULES: tuple[str, ...] = ("sep", "aegean", "cutex", "mrcnn", "sleep")
+APP_MODULES: tuple[str, ...] = ("sep", "caesar", "aegean", "pybdsf", "photutils", "cutex", "mrcnn", "sleep")
 
 
 def _load() -> dict[str, App]:

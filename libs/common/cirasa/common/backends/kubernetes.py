@@ -76,6 +76,8 @@ ANN_CANCEL = "cirasa.io/cancel-requested"
 
 TIMEOUT_EXIT_CODE = 124  # as the local runner: coreutils ``timeout``'s convention
 CANCEL_EXIT_CODE = -1
+POD_SETTLE_S = 5.0
+"""How long a failed Job waits for its pod's final status (exit code, reason) to be watched."""
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 # Waiting reasons that mean the container will not start as things are; the first two are
@@ -378,6 +380,14 @@ def _newest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(
         pods, key=lambda p: (str(_dig(p, "metadata", "creationTimestamp") or ""), _dig(p, "metadata", "name"))
     )
+
+
+def _pod_unfinished(pods: Sequence[Mapping[str, Any]]) -> bool:
+    pod = _newest_pod(pods)
+    if pod is None:
+        return False
+    phase = _dig(pod, "status", "phase")
+    return phase not in ("Failed", "Succeeded") and _terminated(_container_status(pod)) is None
 
 
 def _memory_limit(job: Mapping[str, Any]) -> str | None:
@@ -721,6 +731,7 @@ class KubernetesBackend:
         self._pod_ghosts: dict[str, dict[str, dict[str, Any]]] = {}  # job id -> pod name -> last pod
         self._tombstones: dict[str, tuple[BackendStatus, float]] = {}  # job id -> (final status, expiry)
         self._start_problems: dict[str, float] = {}  # job id -> monotonic time first seen
+        self._settling: dict[str, float] = {}  # job id -> monotonic time its failure was first seen
         self._sync_waited = False
         self._closed = False
 
@@ -936,6 +947,7 @@ class KubernetesBackend:
             self._tombstones[job_id] = (status, time.monotonic() + self.options.tombstone_ttl_s)
         self._pod_ghosts.pop(job_id, None)
         self._start_problems.pop(job_id, None)
+        self._settling.pop(job_id, None)
 
     async def _poll(self, job_ids: Iterable[str]) -> dict[str, BackendStatus | None]:
         jobs, pods = await self._ensure_informers()
@@ -981,6 +993,16 @@ class KubernetesBackend:
 
     async def _status(self, job_id: str, job: dict[str, Any], pods: list[dict[str, Any]]) -> BackendStatus:
         status = job_status(job, pods)
+        if status.state is JobState.FAILURE and _pod_unfinished(pods):
+            # The Job watch can overtake the pod watch: give the pod's exit code and reason a moment to
+            # arrive rather than record a failure without them.
+            first = self._settling.setdefault(job_id, time.monotonic())
+            if time.monotonic() - first < POD_SETTLE_S:
+                state = JobState.PENDING if status.started_at is None else JobState.RUNNING
+                return BackendStatus(
+                    state, "Job failed; reading its pod's exit status", started_at=status.started_at
+                )
+        self._settling.pop(job_id, None)
         if status.state is not JobState.PENDING:
             self._start_problems.pop(job_id, None)
             return status

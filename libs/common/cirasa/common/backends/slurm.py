@@ -660,6 +660,7 @@ class SlurmBackend:
     def capacity(self) -> SlurmCapacity:
         """Free resources and the queue of the configured partition (all partitions when none is set),
         from ``GET /nodes`` and ``GET /jobs``; nodes drained, down or not responding count as unavailable.
+        Needs API v0.0.37 or newer for exact figures (v0.0.36 nodes carry no allocation or partitions).
         """
         nodes = self._checked("GET", "/nodes").body.get("nodes")
         if not isinstance(nodes, list):
@@ -670,7 +671,9 @@ class SlurmBackend:
         for node in nodes:
             if not isinstance(node, dict):
                 continue
-            if partition and partition not in (node.get("partitions") or []):
+            # v0.0.36 reports neither partitions nor allocations per node: all nodes count, all free
+            partitions = node.get("partitions")
+            if partition and isinstance(partitions, list) and partition not in partitions:
                 continue
             if not _node_usable(node):
                 unavailable += 1
@@ -737,11 +740,17 @@ def _base_state(value: Any) -> str:
 
 
 def decode_exit_status(raw: int) -> tuple[int | None, int | None]:
-    """A raw wait status as Slurm reports it: (return code, None) or (None, signal number)."""
-    signal = raw & 0x7F
+    """Slurm's ``exit_code``, a raw wait status: (return code, None) or (None, signal number).
+
+    (None, None) when it cannot be one: after a launch failure Slurm stores its own error number there
+    (e.g. 4021), which has both a "signal" and an "exit code" part.
+    """
+    signal, code = raw & 0x7F, raw >> 8
+    if raw < 0 or code > 0xFF or (signal and code):
+        return None, None
     if signal:
         return None, signal
-    return (raw >> 8) & 0xFF, None
+    return code, None
 
 
 def _stamp(epoch: Any) -> datetime | None:
@@ -793,17 +802,21 @@ def job_status(record: Mapping[str, Any], now: float) -> BackendStatus:
         return status(JobState.TIMED_OUT, f"Job terminated due to time limit reached{how}", 124)
     if state in _FAILURE_TEXT:
         text = _FAILURE_TEXT[state]
-        if reason == "JobLaunchFailure":
-            detail, exit_code = "", -1  # exit_code then holds a Slurm error number, not a wait status
-        elif signal is not None:
+        if signal is not None:
             detail, exit_code = f"killed by signal {signal}", -signal
         elif code:
             detail, exit_code = f"exit code {code}", code
         else:
             detail, exit_code = "", -1
-        extras = [d for d in (detail, reason if reason not in ("", "None", "NonZeroExitCode") else "") if d]
-        if reason == "JobLaunchFailure":
-            extras.append("check that the job directory exists and is writable on the cluster")
+        decoded = code is not None or signal is not None
+        extras = [detail] if detail else []
+        if reason == "JobLaunchFailure" and not decoded:
+            extras.append(
+                f"Slurm error {raw}: check that the job directory exists and is writable on the cluster"
+            )
+        elif reason not in ("", "None", "NonZeroExitCode", "JobLaunchFailure"):
+            # (Slurm says JobLaunchFailure also when the batch script was killed by a signal)
+            extras.append(reason)
         return status(JobState.FAILURE, text + (f" ({'; '.join(extras)})" if extras else ""), exit_code)
     # an unknown state: keep the job alive (the monitor's reconciliation bounds it) and say what we saw
     ours = JobState.RUNNING if started else JobState.PENDING
