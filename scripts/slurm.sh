@@ -18,9 +18,9 @@
 # * DefMemPerCPU: without it a job that asks for no memory takes the whole node.
 # * slurmrestd refuses to run as root: it runs as the system user `slurmrestd` and needs SLURM_JWT=daemon.
 # * Tokens are for root by default, so jobs run as root and can write anywhere (pytest's temporary
-#   directories are root-only). Anyone holding the token can run root jobs: this is a test cluster
-#   listening on loopback only; use CIRASA_SLURM_TOKEN_USER for another user (who must then be able to
-#   write the job directories).
+#   directories are root-only). Anyone holding the token can run root jobs: fine for a throw-away test
+#   cluster whose slurmrestd listens on loopback only, not elsewhere. CIRASA_SLURM_TOKEN_USER gives a
+#   token for another user, who must then be able to write the job directories.
 set -euo pipefail
 
 BASE=${CIRASA_SLURM_BASE:-/tmp/cirasa-slurm}
@@ -42,6 +42,7 @@ REST_PLUGINS=openapi/v0.0.36,openapi/v0.0.37,openapi/v0.0.38
 
 STARTED=()     # daemons started by this invocation, stopped again if `up` fails
 POLICY_RC_ADDED=0
+MANDB_PAUSED=0
 UP_DONE=0
 
 log() { printf '%s slurm.sh: %s\n' "$(date +%T.%3N)" "$*" >&2; }
@@ -113,7 +114,7 @@ wait_until() {
 
 on_exit() {
   local rc=$?
-  if [ "$POLICY_RC_ADDED" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  restore_apt_tweaks
   if [ "$UP_DONE" = 0 ] && [ "${#STARTED[@]}" -gt 0 ]; then
     log "bring-up failed: stopping what this run started (${STARTED[*]}); logs in $LOGS"
     local reversed=() i
@@ -121,6 +122,13 @@ on_exit() {
     stop_daemons "${reversed[@]}"
   fi
   exit "$rc"
+}
+
+restore_apt_tweaks() {
+  if [ "$POLICY_RC_ADDED" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ "$MANDB_PAUSED" = 1 ]; then touch /var/lib/man-db/auto-update; fi
+  POLICY_RC_ADDED=0
+  MANDB_PAUSED=0
 }
 
 install_packages() {
@@ -136,13 +144,15 @@ install_packages() {
     chmod 0755 /usr/sbin/policy-rc.d
     POLICY_RC_ADDED=1
   fi
+  if [ -e /var/lib/man-db/auto-update ]; then
+    # man-db's trigger would rebuild the manual page index: 12 of the ~20 s an install takes here
+    rm -f /var/lib/man-db/auto-update
+    MANDB_PAUSED=1
+  fi
   local apt=(apt-get -qq -o DPkg::Lock::Timeout=120)
   "${apt[@]}" update
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null
-  if [ "$POLICY_RC_ADDED" = 1 ]; then
-    rm -f /usr/sbin/policy-rc.d
-    POLICY_RC_ADDED=0
-  fi
+  restore_apt_tweaks
   log "installed"
 }
 

@@ -55,7 +55,7 @@ async def test_upload_list_download_delete(memory_stack: Stack, fits_image: Path
 
 async def test_apps_and_describe(memory_stack: Stack) -> None:
     apps = (await memory_stack.client.get(f"{API}/apps")).json()["apps"]
-    assert {"sep", "aegean", "cutex", "mrcnn"} <= set(apps)
+    assert {"sep", "aegean", "pybdsf", "photutils", "cutex", "mrcnn"} <= set(apps)
     desc = (await memory_stack.client.get(f"{API}/app/sep/describe")).json()
     assert desc["seedthr"]["type"] == "float" and desc["seedthr"]["enum"] is False
     assert desc["no-clean"]["type"] == "none" and desc["no-clean"]["advanced"] in (0, 1)
@@ -175,7 +175,7 @@ async def test_unknown_ids(memory_stack: Stack) -> None:
 
 async def test_container_only_app_is_aborted_with_reasons(memory_stack: Stack, fits_image: Path) -> None:
     file_id = await memory_stack.upload(fits_image)
-    job_id = await memory_stack.submit("aegean", file_id, {"seedthr": 5})
+    job_id = await memory_stack.submit("cutex", file_id, {"seedthr": 5})
     status = await memory_stack.wait_state(job_id, {"ABORTED"}, timeout_s=10)
     assert "container image" in status["status"] and "local" in status["status"]
     output = await memory_stack.client.get(f"{API}/job/{job_id}/output")

@@ -16,6 +16,7 @@ The server runs on its own event loop in a thread; the hooks are synchronous and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import re
@@ -36,7 +37,7 @@ K8S_VERSION = "1.31.0"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _JOBS = r"/apis/batch/v1/namespaces/{ns}/jobs"
 _PODS = r"/api/v1/namespaces/{ns}/pods"
-_BODY = web.RequestKey("json", object)
+_BODY: web.RequestKey[Any] = web.RequestKey("json", object)  # the parsed JSON body
 
 
 def _now() -> str:
@@ -267,9 +268,17 @@ class FakeKubeApi:
         )
 
     async def _watch(self, request: web.Request, kind: str, ns: str, selector: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        # the client may go away, or the server stop, at any point of the stream
+        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+            await self._stream(request, response, kind, ns, selector)
+        return response
+
+    async def _stream(
+        self, request: web.Request, response: web.StreamResponse, kind: str, ns: str, selector: str
+    ) -> None:
         assert self._gate is not None
         await self._gate.wait()
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         since = request.query.get("resourceVersion", "")
         timeout = float(request.query.get("timeoutSeconds", "1800"))
@@ -282,7 +291,7 @@ class FakeKubeApi:
             self.gone_sent += 1
             message = f"too old resource version: {since} ({self._floor})"
             await send({"type": "ERROR", "object": status_body(410, "Expired", message)})
-            return response
+            return
         watcher = _Watcher(kind, ns, selector)
         # backlog and registration with no await in between: nothing is missed or sent twice
         if since in ("", "0"):
@@ -295,8 +304,8 @@ class FakeKubeApi:
             ]
         self._watchers.add(watcher)
         try:
-            for event in backlog:
-                await send(copy.deepcopy(event))
+            for old in backlog:
+                await send(copy.deepcopy(old))
             deadline = self._loop.time() + timeout
             while True:
                 remaining = deadline - self._loop.time()
@@ -312,11 +321,8 @@ class FakeKubeApi:
                 if event is None:
                     break
                 await send(event)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
         finally:
             self._watchers.discard(watcher)
-        return response
 
     def _not_found(self, name: str) -> web.StreamResponse:
         details = {"name": name, "group": "batch", "kind": "jobs"}

@@ -391,7 +391,16 @@ def test_job_created_elsewhere_is_found_before_its_watch_event(
     kube.hold_watches()
     spec = _spec(tmp_path)
     scheduler.submit(spec)  # the monitor's watch cannot have seen it yet
-    assert monitor.poll([_tracked(spec)])[spec.job_id] is not None  # confirmed by one LIST, not vanished
+
+    def lists() -> int:
+        return len([r for r in kube.calls("GET", f"/namespaces/{ns}/jobs") if "watch" not in r.query])
+
+    before = lists()
+    status = monitor.poll([_tracked(spec), _tracked(first)])
+    found = status[spec.job_id]
+    assert found is not None and found.state is JobState.PENDING  # not vanished
+    assert lists() == before + 1  # one LIST confirmed it, no GET of the Job
+    assert kube.calls("GET", f"/jobs/{job_name(spec.job_id)}") == []
     kube.release_watches()
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from cirasa.common.settings import PlatformConfig
 from cirasa.common.store import memory_client
-from cirasa.planner.calendar import Booking, earliest_start, free_at, peak, usage_steps
+from cirasa.planner.calendar import Booking, Calendar, earliest_start, free_at, peak, usage_steps
 from cirasa.planner.capacity import CapacityBook
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,7 +39,7 @@ def test_earliest_start_honours_the_whole_duration() -> None:
     )  # window too early
     assert earliest_start(books, 4, 100, 5, 0, timedelta(minutes=1), at(0), at(60)) is None  # never fits
     assert earliest_start([], 4, 100, 4, 0, timedelta(hours=1), at(3), at(3)) == at(3)
-    assert free_at(books, 4, 100, at(10), timedelta(minutes=5)) == (4, 100)
+    assert free_at(Calendar(books), 4, 100, at(10), timedelta(minutes=5)) == (4, 100)
 
 
 def test_memory_constrains_too() -> None:

@@ -69,15 +69,14 @@ def test_describe_uses_caesar_keys() -> None:
 
 
 def test_container_apps_build_caesar_rest_style_arguments() -> None:
-    aegean = APPS["aegean"]
-    args = aegean.container_args({"seedthr": 4.0, "save-bkgmap": True}, "/data/u/x.fits")
+    cutex = APPS["cutex"]
+    args = cutex.container_args({"no-logredir": True, "seedthr": 4.0}, "/data/u/x.fits")
     assert args == [
         "--run",
         "--save-summaryplot",
-        "--save-regions",
         "--save-catalog-to-json",
-        "--save-bkgmap",
         "--seedthr=4.0",
+        "--no-logredir",
         "--inputfile=/data/u/x.fits",
     ]
     assert APPS["mrcnn"].container_args({}, "/d/x.fits")[-1] == "--image=/d/x.fits"

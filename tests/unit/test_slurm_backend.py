@@ -185,6 +185,8 @@ def test_options_need_exactly_one_token_source() -> None:
         SlurmOptions.model_validate({"url": URL, "user": "u", "token": "x", "api_version": "v0.0.40"})
     with pytest.raises(ValidationError, match="absolute"):
         SlurmOptions.model_validate({"url": URL, "user": "u", "token": "x", "cluster_jobs_dir": "jobs"})
+    with pytest.raises(ValidationError, match="--bind"):
+        SlurmOptions.model_validate({"url": URL, "user": "u", "token": "x", "cluster_data_dir": "/a,b"})
     with pytest.raises(ValidationError):
         SlurmOptions.model_validate({"url": URL, "user": "u", "token": "x", "bogus": 1})
     opts = SlurmOptions.model_validate({"url": URL, "user": "u", "token_env": "SLURM_TOKEN"})

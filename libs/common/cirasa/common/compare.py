@@ -353,6 +353,14 @@ def _radec(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ra, dec
 
 
+def _angle_arcsec(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles between rows of unit vectors, in arcsec (atan2 of |a x b| and a.b: exact at small angles)."""
+    sine = np.linalg.norm(np.cross(a, b), axis=1)
+    cosine = np.einsum("ij,ij->i", a, b)
+    angle: np.ndarray = np.degrees(np.arctan2(sine, cosine)) * 3600.0
+    return angle
+
+
 def unique_labels(tables: list[SourceTable], files: list[Path]) -> list[str]:
     """The tables' labels, made unique with the file name (and then a counter) where they repeat."""
     counts: dict[str, int] = {}
@@ -402,26 +410,34 @@ def merge(
 
     ra, dec = _radec(sums) if len(sums) else (np.empty(0), np.empty(0))
     centres = _unit_vectors(ra, dec)
+    group_of: list[np.ndarray] = [np.full(len(t), -1, dtype=np.int64) for t in tables]
+    for k, found in enumerate(members):
+        for t_index, row in found.items():
+            group_of[t_index][row] = k
+    separations = [
+        _angle_arcsec(centres[group_of[t]], all_vectors[t]).tolist() if len(tables[t]) else []
+        for t in range(len(tables))
+    ]
+    columns = [
+        (t.ra.tolist(), t.dec.tolist(), t.peak.tolist(), t.flux.tolist(), t.source_ids, t.component_ids)
+        for t in tables
+    ]
     sources: list[MergedSource] = []
     for k, found in enumerate(members):
         rows: list[MergedMember] = []
         for t_index, row in sorted(found.items()):
-            table = tables[t_index]
-            peak, flux = table.peak[row], table.flux[row]
-            member = all_vectors[t_index][row]
-            separation = math.atan2(
-                float(np.linalg.norm(np.cross(centres[k], member))), float(np.dot(centres[k], member))
-            )
+            t_ra, t_dec, t_peak, t_flux, t_sources, t_components = columns[t_index]
+            peak, flux = t_peak[row], t_flux[row]
             rows.append(
                 MergedMember(
                     finder=labels[t_index],
-                    source_id=table.source_ids[row],
-                    component_id=table.component_ids[row],
-                    ra_deg=float(table.ra[row]),
-                    dec_deg=float(table.dec[row]),
-                    peak_flux_jy=float(peak) if math.isfinite(peak) else None,
-                    int_flux_jy=float(flux) if math.isfinite(flux) else None,
-                    separation_arcsec=math.degrees(separation) * 3600.0,
+                    source_id=t_sources[row],
+                    component_id=t_components[row],
+                    ra_deg=t_ra[row],
+                    dec_deg=t_dec[row],
+                    peak_flux_jy=peak if math.isfinite(peak) else None,
+                    int_flux_jy=flux if math.isfinite(flux) else None,
+                    separation_arcsec=separations[t_index][row],
                 )
             )
         sources.append(

@@ -362,7 +362,8 @@ def simulate_sky(
     maj[extended] = np.hypot(major_in, beam_arcsec)
     mnr[extended] = np.hypot(minor_in, beam_arcsec)
     pa[extended] = pa_in
-    peak = flux * beam_arcsec * beam_arcsec / (maj * mnr)  # Jy/beam: flux over the area in beams
+    # Jy/beam: the flux over the source's area in beams (exactly the flux for a point source)
+    peak = np.where(extended, flux * beam_arcsec * beam_arcsec / (maj * mnr), flux)
 
     header = synthetic_header(size, beam_arcsec, pixel_arcsec)
     header["HISTORY"] = (

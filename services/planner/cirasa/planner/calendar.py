@@ -2,13 +2,14 @@
 
 Every booking holds cores and memory over ``[start, end)``. A new booking fits at ``s`` when, at every
 instant of ``[s, s + duration)``, what is already booked plus what it needs stays within the
-platform's totals. Free capacity is a step function of time; the earliest fitting start is found by
-one sweep over its steps, O(n log n) in the number of bookings.
+platform's totals. Free capacity is a step function of time (``Calendar``, built once per set of
+bookings in O(n log n)); the earliest fitting start is one sweep over its steps from the window's start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -65,37 +66,105 @@ class Step:
     memory_mib: int
 
 
+class Calendar:
+    """Usage as a step function, built once from a set of bookings and then queried many times."""
+
+    def __init__(self, bookings: Iterable[Booking]) -> None:
+        deltas: dict[datetime, list[int]] = {}
+        for b in bookings:
+            for when, sign in ((b.start, 1), (b.end, -1)):
+                d = deltas.setdefault(when, [0, 0])
+                d[0] += sign * b.cores
+                d[1] += sign * b.memory_mib
+        self.times = sorted(deltas)
+        self.cores: list[int] = []  # usage from times[i] until times[i + 1]
+        self.memory: list[int] = []
+        cores = mem = 0
+        for when in self.times:
+            cores += deltas[when][0]
+            mem += deltas[when][1]
+            self.cores.append(cores)
+            self.memory.append(mem)
+
+    def steps(self, since: datetime) -> list[Step]:
+        """The step function from ``since`` on (usage before the first booking is zero)."""
+        i = bisect_right(self.times, since) - 1
+        out = [
+            Step(
+                since,
+                self.times[i + 1] if i + 1 < len(self.times) else None,
+                self.cores[i] if i >= 0 else 0,
+                self.memory[i] if i >= 0 else 0,
+            )
+        ]
+        for j in range(i + 1, len(self.times)):
+            out.append(
+                Step(
+                    self.times[j],
+                    self.times[j + 1] if j + 1 < len(self.times) else None,
+                    self.cores[j],
+                    self.memory[j],
+                )
+            )
+        return out
+
+    def _iter(self, since: datetime) -> Iterator[tuple[datetime, datetime | None, int, int]]:
+        i = bisect_right(self.times, since) - 1
+        n = len(self.times)
+        yield (
+            since,
+            self.times[i + 1] if i + 1 < n else None,
+            self.cores[i] if i >= 0 else 0,
+            self.memory[i] if i >= 0 else 0,
+        )
+        for j in range(i + 1, n):
+            yield self.times[j], self.times[j + 1] if j + 1 < n else None, self.cores[j], self.memory[j]
+
+    def peak(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """Most cores and memory booked at any instant of ``[start, end)``."""
+        top_c = top_m = 0
+        for when, _, cores, mem in self._iter(start):
+            if when >= end:
+                break
+            top_c, top_m = max(top_c, cores), max(top_m, mem)
+        return top_c, top_m
+
+    def earliest_start(
+        self,
+        total_cores: int,
+        total_mib: int,
+        cores: int,
+        memory_mib: int,
+        duration: timedelta,
+        window_start: datetime,
+        window_end: datetime,
+    ) -> datetime | None:
+        """The earliest start in ``[window_start, window_end]`` where a booking fits its whole duration."""
+        if cores > total_cores or memory_mib > total_mib or window_end < window_start:
+            return None
+        run_start: datetime | None = None
+        for when, end, used_c, used_m in self._iter(window_start):
+            if used_c + cores > total_cores or used_m + memory_mib > total_mib:
+                run_start = None
+                if when > window_end:
+                    return None
+                continue
+            if run_start is None:
+                if when > window_end:
+                    return None
+                run_start = when
+            if end is None or end - run_start >= duration:
+                return run_start
+        return None
+
+
 def usage_steps(bookings: Iterable[Booking], since: datetime) -> list[Step]:
-    """The usage step function from ``since`` on (bookings that ended before it are ignored)."""
-    deltas: dict[datetime, list[int]] = {}
-    for b in bookings:
-        if b.end <= since:
-            continue
-        for when, sign in ((max(b.start, since), 1), (b.end, -1)):
-            d = deltas.setdefault(when, [0, 0])
-            d[0] += sign * b.cores
-            d[1] += sign * b.memory_mib
-    times = sorted(deltas)
-    if not times or times[0] > since:
-        times.insert(0, since)
-        deltas.setdefault(since, [0, 0])
-    steps: list[Step] = []
-    cores = mem = 0
-    for i, when in enumerate(times):
-        cores += deltas[when][0]
-        mem += deltas[when][1]
-        steps.append(Step(when, times[i + 1] if i + 1 < len(times) else None, cores, mem))
-    return steps
+    """The usage step function from ``since`` on."""
+    return Calendar(bookings).steps(since)
 
 
 def peak(bookings: Iterable[Booking], start: datetime, end: datetime) -> tuple[int, int]:
-    """Most cores and memory booked at any instant of ``[start, end)``."""
-    top_c = top_m = 0
-    for step in usage_steps(bookings, start):
-        if step.start >= end:
-            break
-        top_c, top_m = max(top_c, step.cores), max(top_m, step.memory_mib)
-    return top_c, top_m
+    return Calendar(bookings).peak(start, end)
 
 
 def earliest_start(
@@ -108,34 +177,19 @@ def earliest_start(
     window_start: datetime,
     window_end: datetime,
 ) -> datetime | None:
-    """The earliest start in ``[window_start, window_end]`` where the booking fits for its whole duration."""
-    if cores > total_cores or memory_mib > total_mib or window_end < window_start:
-        return None
-    run_start: datetime | None = None
-    for step in usage_steps(bookings, window_start):
-        fits = step.cores + cores <= total_cores and step.memory_mib + memory_mib <= total_mib
-        if not fits:
-            run_start = None
-            if step.start > window_end:
-                return None
-            continue
-        if run_start is None:
-            if step.start > window_end:
-                return None
-            run_start = step.start
-        if step.end is None or step.end - run_start >= duration:
-            return run_start
-    return None
+    return Calendar(bookings).earliest_start(
+        total_cores, total_mib, cores, memory_mib, duration, window_start, window_end
+    )
 
 
-def fits_at(bookings: Sequence[Booking], total_cores: int, total_mib: int, booking: Booking) -> bool:
-    used_c, used_m = peak(bookings, booking.start, booking.end)
+def fits_at(calendar: Calendar, total_cores: int, total_mib: int, booking: Booking) -> bool:
+    used_c, used_m = calendar.peak(booking.start, booking.end)
     return used_c + booking.cores <= total_cores and used_m + booking.memory_mib <= total_mib
 
 
 def free_at(
-    bookings: Sequence[Booking], total_cores: int, total_mib: int, start: datetime, duration: timedelta
+    calendar: Calendar, total_cores: int, total_mib: int, start: datetime, duration: timedelta
 ) -> tuple[int, int]:
     """What is free for the whole of ``[start, start + duration)``."""
-    used_c, used_m = peak(bookings, start, start + duration)
+    used_c, used_m = calendar.peak(start, start + duration)
     return total_cores - used_c, total_mib - used_m

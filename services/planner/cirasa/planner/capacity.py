@@ -1,22 +1,24 @@
 """Bookings on a platform document, changed only by compare-and-swap on its ``version``.
 
-Each platform is one document with its totals and its bookings (see ``calendar``). A change reads
-the document, decides in Python (does the booking fit at every instant of its interval?) and writes
-back only if nobody changed the document meanwhile (``version`` unchanged); otherwise it re-reads and
-decides again. Any number of planner replicas can race on one platform without over-booking it.
+Each platform is one document with its totals, its bookings (see ``calendar``) and a ``version``.
+A change reads the bookings, decides in Python (does the booking fit at every instant of its
+interval?) and writes back only if nobody changed the document meanwhile (``version`` unchanged);
+otherwise it re-reads and decides again. Any number of planner replicas can race on one platform
+without over-booking it. Writes are small (``$push``/``$pull``/positional ``$set`` of one booking),
+and each replica keeps the last version it saw parsed, re-reading only when the version moved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cirasa.common.events import utcnow
 from cirasa.common.metrics import PLATFORM_RESERVED_CORES, PLATFORM_TOTAL_CORES
 from cirasa.common.settings import PlatformConfig
 from cirasa.common.store import Collection
-from cirasa.planner.calendar import Booking, fits_at
+from cirasa.planner.calendar import Booking, Calendar, fits_at
 
 MAX_RETRIES = 50
 
@@ -29,22 +31,31 @@ class ContentionError(RuntimeError):
     """Too many concurrent writers on one platform document; the caller's event will be retried."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class PlatformState:
     name: str
     cores: int
     memory_mib: int
     version: int
     bookings: list[Booking]
+    _calendar: Calendar | None = field(default=None, repr=False)
+
+    @property
+    def calendar(self) -> Calendar:
+        if self._calendar is None:
+            self._calendar = Calendar(self.bookings)
+        return self._calendar
 
 
-Change = Callable[[PlatformState], list[Booking] | None]  # the new bookings, or None for "no change"
+Write = tuple[dict[str, Any], list[Booking]]  # the update to apply, and the bookings after it
+Decide = Callable[[PlatformState], Write | None]
 
 
 class CapacityBook:
     def __init__(self, collection: Collection, platforms: list[PlatformConfig]) -> None:
         self._coll = collection
         self.platforms = {p.name: p for p in platforms}
+        self._seen: dict[str, PlatformState] = {}
 
     async def sync_platforms(self) -> None:
         """Create missing platform documents and refresh totals from configuration."""
@@ -53,90 +64,104 @@ class CapacityBook:
                 {"_id": p.name},
                 {
                     "$set": {"cores": p.cores, "memory_mib": mib(p.memory_gib)},
-                    "$setOnInsert": {"bookings": [], "version": 0},
+                    "$setOnInsert": {"bookings": []},
+                    "$inc": {"version": 1},  # totals may have changed: every replica re-reads
                 },
                 upsert=True,
             )
             PLATFORM_TOTAL_CORES.labels(p.name).set(p.cores)
 
     async def state(self, platform: str) -> PlatformState:
-        doc = await self._coll.find_one({"_id": platform})
+        """The platform as stored now; the parsed copy is reused while the version has not moved."""
+        seen = self._seen.get(platform)
+        query: dict[str, Any] = {"_id": platform}
+        if seen is not None:
+            query["version"] = {"$ne": seen.version}
+        doc = await self._coll.find_one(query)
         if doc is None:
-            raise KeyError(platform)
-        return PlatformState(
+            if seen is None:
+                raise KeyError(platform)
+            return seen
+        state = PlatformState(
             platform,
             doc["cores"],
             doc["memory_mib"],
             doc["version"],
             [Booking.from_doc(b) for b in doc.get("bookings", [])],
         )
+        self._seen[platform] = state
+        return state
 
-    async def change(self, platform: str, decide: Change) -> list[Booking] | None:
-        """Apply ``decide`` to the platform's bookings atomically; returns the bookings written, or None."""
+    async def _change(self, platform: str, decide: Decide, where: dict[str, Any] | None = None) -> bool:
         for _ in range(MAX_RETRIES):
             state = await self.state(platform)
-            new = decide(state)
-            if new is None:
-                return None
+            write = decide(state)
+            if write is None:
+                return False
+            update, after = write
+            update.setdefault("$inc", {})["version"] = 1
             result = await self._coll.update_one(
-                {"_id": platform, "version": state.version},
-                {"$set": {"bookings": [b.to_doc() for b in new]}, "$inc": {"version": 1}},
+                {"_id": platform, "version": state.version, **(where or {})}, update
             )
             if result.modified_count == 1:
-                PLATFORM_RESERVED_CORES.labels(platform).set(_cores_now(new))
-                return new
+                self._seen[platform] = PlatformState(
+                    platform, state.cores, state.memory_mib, state.version + 1, after
+                )
+                PLATFORM_RESERVED_CORES.labels(platform).set(_cores_now(after))
+                return True
         raise ContentionError(f"platform {platform}: gave up after {MAX_RETRIES} concurrent updates")
 
     async def book(self, platform: str, booking: Booking) -> bool:
-        """Add ``booking`` if it fits at every instant; idempotent per holder."""
+        """Add ``booking`` if it fits at every instant of its interval; idempotent per holder."""
+        held = False
 
-        def decide(state: PlatformState) -> list[Booking] | None:
-            if any(b.holder == booking.holder for b in state.bookings):
+        def decide(state: PlatformState) -> Write | None:
+            nonlocal held
+            held = any(b.holder == booking.holder for b in state.bookings)
+            if held or not fits_at(state.calendar, state.cores, state.memory_mib, booking):
                 return None
-            if not fits_at(state.bookings, state.cores, state.memory_mib, booking):
-                return None
-            return [*state.bookings, booking]
+            return {"$push": {"bookings": booking.to_doc()}}, [*state.bookings, booking]
 
-        if await self.change(platform, decide) is not None:
-            return True
-        state = await self.state(platform)
-        return any(b.holder == booking.holder for b in state.bookings)
+        return await self._change(platform, decide) or held
 
     async def release(self, platform: str, holders: set[str]) -> list[Booking]:
         """Remove the bookings of ``holders``; returns those removed."""
         removed: list[Booking] = []
 
-        def decide(state: PlatformState) -> list[Booking] | None:
-            removed.clear()
-            removed.extend(b for b in state.bookings if b.holder in holders)
-            return [b for b in state.bookings if b.holder not in holders] if removed else None
+        def decide(state: PlatformState) -> Write | None:
+            removed[:] = [b for b in state.bookings if b.holder in holders]
+            if not removed:
+                return None
+            update = {"$pull": {"bookings": {"holder": {"$in": sorted(holders)}}}}
+            return update, [b for b in state.bookings if b.holder not in holders]
 
-        await self.change(platform, decide)
-        return removed
+        return removed if await self._change(platform, decide) else []
 
     async def release_job(self, job_id: str) -> list[Booking]:
         """Remove every booking of a job, on whichever platform; a no-op when there is none."""
         removed: list[Booking] = []
-        async for doc in self._coll.find({"bookings.job_id": job_id}, {"_id": 1}):
-            holders = {b.holder for b in (await self.state(doc["_id"])).bookings if b.job_id == job_id}
-            removed += await self.release(doc["_id"], holders)
+        for name in self.platforms:
+            holders = {b.holder for b in (await self.state(name)).bookings if b.job_id == job_id}
+            if holders:
+                removed += await self.release(name, holders)
         return removed
 
     async def confirm(self, platform: str, holder: str, job_id: str) -> bool:
         """Turn an offer's booking into a job's: it no longer expires."""
+        done = False
 
-        def decide(state: PlatformState) -> list[Booking] | None:
-            out, found = [], False
-            for b in state.bookings:
-                if b.holder == holder and b.kind == "offer":
-                    found = True
-                    b = Booking(b.holder, b.cores, b.memory_mib, b.start, b.end, "job", job_id, None)
-                out.append(b)
-            return out if found else None
+        def decide(state: PlatformState) -> Write | None:
+            nonlocal done
+            mine = [b for b in state.bookings if b.holder == holder]
+            done = bool(mine) and mine[0].kind == "job"
+            if not mine or done:
+                return None
+            b = mine[0]
+            job = Booking(b.holder, b.cores, b.memory_mib, b.start, b.end, "job", job_id, None)
+            update = {"$set": {"bookings.$": job.to_doc()}}  # the element matched by holder
+            return update, [job if x.holder == holder else x for x in state.bookings]
 
-        if await self.change(platform, decide) is not None:
-            return True
-        return any(b.holder == holder and b.kind == "job" for b in (await self.state(platform)).bookings)
+        return await self._change(platform, decide, where={"bookings.holder": holder}) or done
 
     async def snapshot(self) -> list[dict[str, Any]]:
         return [doc async for doc in self._coll.find({})]

@@ -42,7 +42,7 @@ from cirasa.common.events import (
 from cirasa.common.outbox import outbox_push
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.settings import PlatformConfig
-from cirasa.planner.calendar import Booking, earliest_start, free_at
+from cirasa.planner.calendar import Booking, free_at
 from cirasa.planner.capacity import CapacityBook, mib
 from cirasa.planner.fit import no_reasons_summary, static_fit
 
@@ -170,20 +170,20 @@ class Planner(Service):
         state = await self.capacity.state(platform.name)
         req, duration = task.resources, timedelta(seconds=task.resources.duration_s) + slack
         min_mib, max_mib = mib(req.min_memory_gib), mib(req.max_memory_gib)
-        start = earliest_start(
-            state.bookings, state.cores, state.memory_mib, req.min_cores, min_mib, duration, *window
+        start = state.calendar.earliest_start(
+            state.cores, state.memory_mib, req.min_cores, min_mib, duration, *window
         )
         if start is None:
             return []
-        free_c, free_m = free_at(state.bookings, state.cores, state.memory_mib, start, duration)
+        free_c, free_m = free_at(state.calendar, state.cores, state.memory_mib, start, duration)
         first = Candidate(platform, start, min(req.max_cores, free_c), min(max_mib, free_m), "earliest start")
         out = [first]
         if alternatives and first.cores < req.max_cores:
-            later = earliest_start(
-                state.bookings, state.cores, state.memory_mib, req.max_cores, min_mib, duration, *window
+            later = state.calendar.earliest_start(
+                state.cores, state.memory_mib, req.max_cores, min_mib, duration, *window
             )
             if later is not None and later != start:
-                _, free_m2 = free_at(state.bookings, state.cores, state.memory_mib, later, duration)
+                _, free_m2 = free_at(state.calendar, state.cores, state.memory_mib, later, duration)
                 out.append(
                     Candidate(platform, later, req.max_cores, min(max_mib, free_m2), "more cores, later")
                 )
@@ -324,7 +324,7 @@ class Planner(Service):
             free: dict[str, tuple[int, int]] = {}
             for name in self.capacity.platforms:
                 state = await self.capacity.state(name)
-                free[name] = free_at(state.bookings, state.cores, state.memory_mib, now, timedelta(seconds=1))
+                free[name] = free_at(state.calendar, state.cores, state.memory_mib, now, timedelta(seconds=1))
             waiting = (
                 self.proposals.find({"state": "WAITING"}, {"task.resources": 1})
                 .sort("created_at", ASCENDING)
@@ -340,7 +340,7 @@ class Planner(Service):
                     for name in self.capacity.platforms:
                         state = await self.capacity.state(name)
                         free[name] = free_at(
-                            state.bookings, state.cores, state.memory_mib, utcnow(), timedelta(seconds=1)
+                            state.calendar, state.cores, state.memory_mib, utcnow(), timedelta(seconds=1)
                         )
 
     # --- decisions on offers --------------------------------------------------------------

@@ -32,6 +32,7 @@ __all__ = [
     "add_common_arguments",
     "beam_from",
     "finite_float",
+    "header_float",
     "job_cores",
     "load_image",
     "non_negative_float",
@@ -74,7 +75,7 @@ class Beam:
         return math.pi / (4 * math.log(2)) * (self.maj_deg / pixel_deg) * (self.min_deg / pixel_deg)
 
 
-def _header_float(header: fits.Header, key: str) -> float | None:
+def header_float(header: fits.Header, key: str) -> float | None:
     try:
         value = float(header[key])
     except (KeyError, TypeError, ValueError):
@@ -90,7 +91,7 @@ def beam_from(
     Options replace the header's beam as a whole; beam-min defaults to beam-maj (a circular beam) and
     beam-pa to the header's BPA, else 0.
     """
-    header_pa = _header_float(header, "BPA")
+    header_pa = header_float(header, "BPA")
     if maj_arcsec:
         minor = min_arcsec or maj_arcsec
         if minor > maj_arcsec:
@@ -99,7 +100,7 @@ def beam_from(
         return Beam(maj_arcsec / 3600.0, minor / 3600.0, pa, "options")
     if min_arcsec:
         raise InputError("beam-min was given without beam-maj: give both (arcsec)")
-    bmaj, bmin = _header_float(header, "BMAJ"), _header_float(header, "BMIN")
+    bmaj, bmin = header_float(header, "BMAJ"), header_float(header, "BMIN")
     if bmaj is None or bmin is None or not (bmaj > 0 and bmin > 0):
         raise InputError(
             "no beam in the image header (BMAJ/BMIN): give it with the beam-maj and beam-min options (arcsec)"

@@ -43,6 +43,7 @@ from cirasa.common.apps.finder_support import (
     InputError,
     add_common_arguments,
     beam_from,
+    header_float,
     job_cores,
     load_image,
     non_negative_float,
@@ -73,21 +74,13 @@ class Options:
     beam_pa: float | None = None
 
 
-def _positive_header_value(header: fits.Header, key: str) -> float | None:
-    try:
-        value = float(header[key])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
 def frequency_from(header: fits.Header, option: float | None) -> tuple[float | None, str]:
     """The frequency (Hz) to give PyBDSF and where it came from; None lets PyBDSF read a spectral axis."""
     if option:
         return option, "options"
     for key in ("FREQ", "RESTFRQ", "RESTFREQ"):
-        value = _positive_header_value(header, key)
-        if value is not None:
+        value = header_float(header, key)
+        if value is not None and value > 0:
             return value, key
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -191,6 +191,13 @@ class SlurmOptions(BaseModel):
             raise ValueError(f"{value!r} must be an absolute path on the cluster")
         return value
 
+    @field_validator("cluster_data_dir", "cluster_jobs_dir")
+    @classmethod
+    def _bindable(cls, value: str | None) -> str | None:
+        if value is not None and ("," in value or ":" in value):
+            raise ValueError(f"{value!r}: ',' and ':' cannot be used in a container --bind path")
+        return value
+
     @field_validator("token_command")
     @classmethod
     def _non_empty(cls, value: list[str] | None) -> list[str] | None:

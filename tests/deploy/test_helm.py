@@ -1,0 +1,264 @@
+"""The Helm chart renders (Helm 4 through helm-python-sdk) with several values files, and every manifest
+validates strictly against the Kubernetes 1.31 schemas (kubernetes-validate)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from cirasa.common.backends.kubernetes import KubernetesOptions
+from cirasa.common.settings import PlatformConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "cirasa"
+K8S_VERSION = "1.31.0"
+NAMESPACE = "astro"
+SERVICES = ("gateway", "planner", "scheduler", "monitor", "accounting")
+
+MINIMAL: dict[str, Any] = {
+    "mongodb": {"url": ""},
+    "persistence": {"enabled": False},
+    "serviceAccount": {"create": False},
+    "rbac": {"create": False},
+    "grafanaDashboard": {"enabled": False},
+    "services": {name: {"enabled": name == "gateway"} for name in SERVICES},
+}
+OTHER_NAMESPACE: dict[str, Any] = {
+    "config": {
+        "platforms": [
+            {"name": "local", "backend": "local", "cores": 2, "memory_gib": 4, "max_duration_s": 600},
+            {
+                "name": "batch",
+                "backend": "kubernetes",
+                "cores": 32,
+                "memory_gib": 128,
+                "max_duration_s": 3600,
+                "options": {"namespace": "cirasa-jobs", "data_pvc": "jobs-data"},
+            },
+        ]
+    }
+}
+
+
+def _values_file(name: str) -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load((CHART / name).read_text())
+    return values
+
+
+VALUES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "production": _values_file("values-production.yaml"),
+    "minimal": MINIMAL,
+    "jobs-in-another-namespace": OTHER_NAMESPACE,
+}
+
+
+@cache
+def _rendered(name: str) -> tuple[dict[str, Any], ...]:
+    chart = helm.Chart.load(CHART)
+    files = chart.render(VALUES[name], name="cirasa", namespace=NAMESPACE)
+    docs: list[dict[str, Any]] = []
+    for path, text in sorted(files.items()):
+        if path.endswith(".txt"):
+            continue  # NOTES.txt
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return tuple(docs)
+
+
+def render(name: str) -> list[dict[str, Any]]:
+    return list(_rendered(name))
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def check_service_monitor(monitor: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    """Structure of a ServiceMonitor, and that it selects the services' metrics ports."""
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    spec = monitor["spec"]
+    assert set(spec) <= {"selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels"}
+    selector = spec["selector"]["matchLabels"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in selector.items())
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = spec["endpoints"]
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
+    assert endpoint["path"] == "/metrics"
+    selected = [
+        s for s in by_kind(docs, "Service").values() if selector.items() <= s["metadata"]["labels"].items()
+    ]
+    assert sorted(s["metadata"]["labels"]["app.kubernetes.io/component"] for s in selected) == sorted(
+        SERVICES
+    )
+    for service in selected:
+        assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]]
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_every_manifest_validates_strictly(values: str) -> None:
+    docs = render(values)
+    assert docs
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            # A CRD of the Prometheus Operator: kubernetes-validate ships only the built-in
+            # schemas, so the ServiceMonitor's structure is checked here instead.
+            check_service_monitor(doc, docs)
+            continue
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
+
+
+@pytest.mark.parametrize("values", ["default", "production"])
+def test_chart_lints_clean(values: str) -> None:
+    report = helm.lint(CHART, VALUES[values], strict=True, kube_version=f"v{K8S_VERSION}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_default_values() -> None:
+    docs = render("default")
+    kinds = sorted({d["kind"] for d in docs})
+    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount"]
+    deployments = by_kind(docs, "Deployment")
+    assert sorted(deployments) == sorted(f"cirasa-{s}" for s in SERVICES)
+    assert sorted(by_kind(docs, "Service")) == sorted(deployments)
+    for name, deployment in deployments.items():
+        service = name.removeprefix("cirasa-")
+        pod = deployment["spec"]["template"]["spec"]
+        assert deployment["spec"]["replicas"] == 1
+        assert pod["automountServiceAccountToken"] is False  # no platform needs the API here
+        (container,) = pod["containers"]
+        assert container["args"] == [service]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {e["name"]: e for e in container["env"]}
+        assert env["CIRASA_AMQP_URL"]["value"].startswith("amqp://")
+        assert env["CIRASA_CONFIG"]["value"] == "/etc/cirasa/config.yaml"
+    assert deployments["cirasa-scheduler"]["spec"]["strategy"] == {"type": "Recreate"}
+    config = yaml.safe_load(by_kind(docs, "ConfigMap")["cirasa-config"]["data"]["config.yaml"])
+    assert [PlatformConfig.model_validate(p).backend for p in config["platforms"]] == ["local"]
+    assert by_kind(docs, "PersistentVolumeClaim")["cirasa-data"]["spec"]["resources"]["requests"] == {
+        "storage": "10Gi"
+    }
+
+
+def test_production_values() -> None:
+    docs = render("production")
+    deployments = by_kind(docs, "Deployment")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    assert sorted(hpas) == ["cirasa-gateway", "cirasa-planner", "cirasa-scheduler"]
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert "replicas" not in deployments[name]["spec"]  # the HPA owns the count
+    assert deployments["cirasa-monitor"]["spec"]["replicas"] == 2
+
+    # secrets by reference only: no URL with credentials in the manifests
+    for deployment in deployments.values():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["CIRASA_AMQP_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "cirasa-broker",
+            "key": "amqp-url",
+        }
+        assert env["CIRASA_MONGODB_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "cirasa-mongodb",
+            "key": "mongodb-url",
+        }
+        assert container["envFrom"] == [{"secretRef": {"name": "cirasa-oidc"}}]
+        assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+        assert container["image"] == "registry.example.org/cirasa/cirasa:0.1.0"
+        # only the services that manage Jobs get an API token
+        manages = deployment["metadata"]["labels"]["app.kubernetes.io/component"] in ("scheduler", "monitor")
+        assert pod["automountServiceAccountToken"] is manages
+        assert pod["serviceAccountName"] == ("cirasa-job-manager" if manages else "cirasa")
+        assert "prometheus.io/scrape" not in deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "password" not in json.dumps(docs).lower()
+
+    # RBAC: exactly what the backend does with Jobs and pods, in the jobs' namespace
+    (role,) = by_kind(docs, "Role").values()
+    assert role["metadata"]["namespace"] == NAMESPACE
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        (("batch",), ("jobs",)): {"create", "get", "list", "watch", "patch", "delete"},
+        (("",), ("pods",)): {"get", "list", "watch"},
+    }
+    (binding,) = by_kind(docs, "RoleBinding").values()
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "cirasa-job-manager", "namespace": NAMESPACE}
+    ]
+    accounts = by_kind(docs, "ServiceAccount")
+    assert accounts["cirasa-job"]["automountServiceAccountToken"] is False
+
+    # the platform's options are completed by the chart and accepted by the backend
+    config = yaml.safe_load(by_kind(docs, "ConfigMap")["cirasa-config"]["data"]["config.yaml"])
+    (platform,) = [PlatformConfig.model_validate(p) for p in config["platforms"]]
+    options = KubernetesOptions.model_validate(platform.options)
+    assert options.in_cluster and options.namespace == NAMESPACE
+    assert options.data_pvc == "cirasa-data" and options.mount_path == "/data"
+    assert options.runner_image == "registry.example.org/cirasa/cirasa:0.1.0"
+    assert options.service_account == "cirasa-job"
+    assert options.image_pull_secrets == ["registry-credentials"]
+    assert options.ttl_seconds_after_finished == 3600
+    assert options.run_as_user == 10001
+
+    (monitor,) = by_kind(docs, "ServiceMonitor").values()
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert by_kind(docs, "PersistentVolumeClaim")["cirasa-data"]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_minimal_values() -> None:
+    docs = render("minimal")
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service"]
+    (deployment,) = by_kind(docs, "Deployment").values()
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "default"
+    assert {"name": "data", "emptyDir": {}} in pod["volumes"]
+    env = {e["name"] for e in pod["containers"][0]["env"]}
+    assert "CIRASA_MONGODB_URL" not in env  # the in-memory store
+
+
+def test_jobs_in_another_namespace_get_their_rbac_there() -> None:
+    docs = render("jobs-in-another-namespace")
+    (role,) = by_kind(docs, "Role").values()
+    (binding,) = by_kind(docs, "RoleBinding").values()
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "cirasa-jobs"
+    assert binding["subjects"][0]["namespace"] == NAMESPACE  # the services stay in the release namespace
+    assert by_kind(docs, "ServiceAccount")["cirasa-job"]["metadata"]["namespace"] == "cirasa-jobs"
+    config = yaml.safe_load(by_kind(docs, "ConfigMap")["cirasa-config"]["data"]["config.yaml"])
+    options = KubernetesOptions.model_validate(config["platforms"][1]["options"])
+    assert (options.namespace, options.data_pvc) == ("cirasa-jobs", "jobs-data")  # set values win
+
+
+def test_dashboard_configmap_is_the_repository_dashboard() -> None:
+    source = ROOT / "deploy" / "grafana" / "dashboards" / "cirasa.json"
+    copy = CHART / "dashboards" / "cirasa.json"
+    assert copy.read_bytes() == source.read_bytes(), (
+        f"the chart's copy of the dashboard is stale: cp {source.relative_to(ROOT)} {copy.relative_to(ROOT)}"
+    )
+    configmap = by_kind(render("default"), "ConfigMap")["cirasa-dashboard"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(configmap["data"]["cirasa.json"]) == json.loads(source.read_text())
+
+
+def test_strict_validation_catches_a_misspelt_field() -> None:
+    chart = helm.Chart.load(CHART)
+    values = {"services": {"gateway": {"resources": {"requets": {"cpu": "1"}}}}}
+    text = chart.render(values, name="cirasa", namespace=NAMESPACE)["cirasa/templates/deployment.yaml"]
+    gateway = next(d for d in yaml.safe_load_all(text) if d and d["metadata"]["name"] == "cirasa-gateway")
+    with pytest.raises(kubernetes_validate.ValidationError, match="requets"):
+        kubernetes_validate.validate(gateway, K8S_VERSION, strict=True)
