@@ -21,6 +21,14 @@ EVENT_HANDLING = Histogram(
 HTTP_REQUESTS = Counter(
     "cirasa_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
 )
+OFFERS = Counter(
+    "cirasa_offers_total",
+    "Offers by what became of them (made, no, accepted, rejected, expired, cancelled)",
+    ["platform", "outcome"],
+)
+BACKEND_ERRORS = Counter(
+    "cirasa_backend_errors_total", "Failed calls to a compute backend", ["platform", "operation"]
+)
 JOB_TRANSITIONS = Counter("cirasa_jobs_total", "Job state transitions seen by the monitor", ["state"])
 JOBS_ACTIVE = Gauge("cirasa_jobs_active", "Jobs PENDING or RUNNING, per platform", ["platform", "state"])
 OUTBOX_PENDING = Gauge(

@@ -27,7 +27,7 @@ from cirasa.common.events import (
     as_utc,
     utcnow,
 )
-from cirasa.common.metrics import JOB_TRANSITIONS, JOBS_ACTIVE, START_DELAY, SUBMIT_TO_START
+from cirasa.common.metrics import BACKEND_ERRORS, JOB_TRANSITIONS, JOBS_ACTIVE, START_DELAY, SUBMIT_TO_START
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import resolve_under
 from cirasa.common.service import Loop, Service, every
@@ -147,7 +147,12 @@ class Monitor(Service):
                     await self.transition(doc, BackendStatus(JobState.FAILURE, str(exc)))
                 continue
             tracked = [self._tracked(d) for d in docs]
-            statuses = await asyncio.to_thread(backend.poll, tracked)
+            try:
+                statuses = await asyncio.to_thread(backend.poll, tracked)
+            except Exception as exc:  # one platform down must not stop the others' polling
+                BACKEND_ERRORS.labels(platform, "poll").inc()
+                self.log.warning("backend.poll_failed", platform=platform, error=repr(exc))
+                continue
             for doc in docs:
                 status = statuses.get(doc["_id"])
                 if status is None:

@@ -39,6 +39,7 @@ from cirasa.common.events import (
     as_utc,
     utcnow,
 )
+from cirasa.common.metrics import OFFERS
 from cirasa.common.outbox import outbox_push
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.settings import PlatformConfig
@@ -576,6 +577,7 @@ class Planner(Service):
         doc.update(changes)
         doc["version"] = doc.get("version", 0) + 1
         if events:
+            _count_offers(doc, events)
             await self.relay.flush(self.proposals, doc["_id"])
         return True
 
@@ -589,3 +591,12 @@ class Planner(Service):
             "causation_id": cause.event_id,
             "user": cause.user,
         }
+
+
+def _count_offers(doc: dict[str, Any], events: list[Event]) -> None:
+    platforms = {o["offer_id"]: o["platform"] for o in doc.get("offers", [])}
+    for ev in events:
+        if isinstance(ev, OfferMade):
+            OFFERS.labels(ev.platform or "none", "made" if ev.accepted else "no").inc()
+        elif isinstance(ev, OfferStateChanged) and ev.refused is None:
+            OFFERS.labels(platforms.get(ev.offer_id, "?"), ev.state.lower()).inc()

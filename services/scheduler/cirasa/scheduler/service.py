@@ -16,6 +16,7 @@ from pymongo import ReturnDocument
 from cirasa.common.apps.registry import get_app
 from cirasa.common.backends.base import Backend, BackendUnavailable, JobSpec, TrackedJob, make_backend
 from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, as_utc, utcnow
+from cirasa.common.metrics import BACKEND_ERRORS
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import job_dir_for, resolve_under
 from cirasa.common.service import Loop, Service, every
@@ -91,6 +92,7 @@ class Scheduler(Service):
             backend = self.backend(ev.platform)
             backend_job_id = await asyncio.to_thread(backend.submit, spec)
         except (BackendUnavailable, KeyError, ValueError, OSError) as exc:
+            BACKEND_ERRORS.labels(ev.platform, "submit").inc()
             await self._finish(ev, doc, error=f"Job could not be started: {exc}")
             return
         await self._finish(ev, doc, backend_job_id=backend_job_id)

@@ -8,7 +8,7 @@ from cirasa.common.events import ResourceRequest
 
 APP = App(
     name="photutils",
-    description="photutils: 2-D background, detection on the beam-convolved image, deblending, moments",
+    description="photutils: 2-D background, detection on the beam-smoothed image, deblending, moments",
     runner="python",
     module="cirasa.common.apps.photutils_finder",
     options=(
@@ -37,6 +37,15 @@ APP = App(
             advanced=True,
         ),
         flag("no-deblend", "Do not deblend blended sources", "COMPACT-SOURCES", advanced=True),
+        float_option(
+            "kernel-beams",
+            "FWHM of the beam-shaped smoothing kernel applied before detection, in beams (0: no smoothing)",
+            0.5,
+            0.0,
+            3.0,
+            "COMPACT-SOURCES",
+            advanced=True,
+        ),
         int_option("bkgbox", "Box size in pixels for the background", 64, 8, 1e4, "IMGBKG"),
         int_option(
             "bkgfilter", "Median filter size, in boxes, for the background", 3, 1, 99, "IMGBKG", advanced=True
