@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from cirasa.common.settings import PlatformConfig
 from cirasa.common.store import memory_client
-from cirasa.planner.calendar import Booking, Calendar, earliest_start, free_at, peak, usage_steps
+from cirasa.planner.calendar import Booking, Calendar, free_at, usage_steps
 from cirasa.planner.capacity import CapacityBook
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,27 +24,29 @@ def booking(holder: str, cores: int, start: float, end: float, mem: int = 0) -> 
 
 def test_peak_and_steps() -> None:
     books = [booking("a", 2, 0, 10), booking("b", 3, 5, 15), booking("c", 1, 20, 30)]
-    assert peak(books, at(0), at(30)) == (5, 0)
-    assert peak(books, at(10), at(20)) == (3, 0)
-    assert peak(books, at(15), at(20)) == (0, 0)
+    assert Calendar(books).peak(at(0), at(30)) == (5, 0)
+    assert Calendar(books).peak(at(10), at(20)) == (3, 0)
+    assert Calendar(books).peak(at(15), at(20)) == (0, 0)
     assert [s.cores for s in usage_steps(books, at(0))] == [2, 5, 3, 0, 1, 0]
 
 
 def test_earliest_start_honours_the_whole_duration() -> None:
     books = [booking("a", 4, 0, 10), booking("b", 4, 15, 25)]  # 4 cores total: gaps at [10,15) and [25,...)
-    assert earliest_start(books, 4, 100, 1, 0, timedelta(minutes=5), at(0), at(60)) == at(10)
-    assert earliest_start(books, 4, 100, 1, 0, timedelta(minutes=6), at(0), at(60)) == at(25)
+    assert Calendar(books).earliest_start(4, 100, 1, 0, timedelta(minutes=5), at(0), at(60)) == at(10)
+    assert Calendar(books).earliest_start(4, 100, 1, 0, timedelta(minutes=6), at(0), at(60)) == at(25)
     assert (
-        earliest_start(books, 4, 100, 1, 0, timedelta(minutes=6), at(0), at(20)) is None
+        Calendar(books).earliest_start(4, 100, 1, 0, timedelta(minutes=6), at(0), at(20)) is None
     )  # window too early
-    assert earliest_start(books, 4, 100, 5, 0, timedelta(minutes=1), at(0), at(60)) is None  # never fits
-    assert earliest_start([], 4, 100, 4, 0, timedelta(hours=1), at(3), at(3)) == at(3)
+    assert (
+        Calendar(books).earliest_start(4, 100, 5, 0, timedelta(minutes=1), at(0), at(60)) is None
+    )  # never fits
+    assert Calendar([]).earliest_start(4, 100, 4, 0, timedelta(hours=1), at(3), at(3)) == at(3)
     assert free_at(Calendar(books), 4, 100, at(10), timedelta(minutes=5)) == (4, 100)
 
 
 def test_memory_constrains_too() -> None:
     books = [booking("a", 1, 0, 10, mem=900)]
-    assert earliest_start(books, 8, 1000, 1, 200, timedelta(minutes=1), at(0), at(60)) == at(10)
+    assert Calendar(books).earliest_start(8, 1000, 1, 200, timedelta(minutes=1), at(0), at(60)) == at(10)
 
 
 async def test_racing_planners_never_overbook_any_instant() -> None:

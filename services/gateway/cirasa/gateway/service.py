@@ -242,9 +242,9 @@ class Gateway(Service):
                     size_bytes=new.file.get("size_bytes", 0),
                 )
             ],
-            resources=new.app.resources
+            resources=new.app.resources_for(new.options)
             if new.walltime_s is None
-            else new.app.resources.model_copy(update={"duration_s": new.walltime_s}),
+            else new.app.resources_for(new.options).model_copy(update={"duration_s": new.walltime_s}),
             auto_accept=self.settings.gateway.auto_accept,
             tag=new.tag if isinstance(new.tag, str) else str(new.tag),
         )

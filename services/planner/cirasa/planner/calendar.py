@@ -9,7 +9,7 @@ bookings in O(n log n)); the earliest fitting start is one sweep over its steps 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -88,25 +88,7 @@ class Calendar:
 
     def steps(self, since: datetime) -> list[Step]:
         """The step function from ``since`` on (usage before the first booking is zero)."""
-        i = bisect_right(self.times, since) - 1
-        out = [
-            Step(
-                since,
-                self.times[i + 1] if i + 1 < len(self.times) else None,
-                self.cores[i] if i >= 0 else 0,
-                self.memory[i] if i >= 0 else 0,
-            )
-        ]
-        for j in range(i + 1, len(self.times)):
-            out.append(
-                Step(
-                    self.times[j],
-                    self.times[j + 1] if j + 1 < len(self.times) else None,
-                    self.cores[j],
-                    self.memory[j],
-                )
-            )
-        return out
+        return [Step(*step) for step in self._iter(since)]
 
     def _iter(self, since: datetime) -> Iterator[tuple[datetime, datetime | None, int, int]]:
         i = bisect_right(self.times, since) - 1
@@ -161,25 +143,6 @@ class Calendar:
 def usage_steps(bookings: Iterable[Booking], since: datetime) -> list[Step]:
     """The usage step function from ``since`` on."""
     return Calendar(bookings).steps(since)
-
-
-def peak(bookings: Iterable[Booking], start: datetime, end: datetime) -> tuple[int, int]:
-    return Calendar(bookings).peak(start, end)
-
-
-def earliest_start(
-    bookings: Sequence[Booking],
-    total_cores: int,
-    total_mib: int,
-    cores: int,
-    memory_mib: int,
-    duration: timedelta,
-    window_start: datetime,
-    window_end: datetime,
-) -> datetime | None:
-    return Calendar(bookings).earliest_start(
-        total_cores, total_mib, cores, memory_mib, duration, window_start, window_end
-    )
 
 
 def fits_at(calendar: Calendar, total_cores: int, total_mib: int, booking: Booking) -> bool:

@@ -225,24 +225,11 @@ class Planner(Service):
                     expires,
                 )
                 if await self.capacity.book(platform.name, booking):
+                    note = f"; jobs here start {delay.total_seconds():g} s late on average" if delay else ""
                     offers.append(
-                        {
-                            "offer_id": offer_id,
-                            "platform": platform.name,
-                            "backend": platform.backend,
-                            "cores": cand.cores,
-                            "memory_mib": cand.memory_mib,
-                            "start": cand.start,
-                            "end": cand.start + duration + delay,
-                            "expires_at": expires,
-                            "state": "OFFERED",
-                            "description": cand.description
-                            + (
-                                f"; jobs here start {delay.total_seconds():g} s late on average"
-                                if delay
-                                else ""
-                            ),
-                        }
+                        _offer(
+                            offer_id, platform, cand, booking.end, expires, "OFFERED", cand.description + note
+                        )
                     )
         if not offers:
             await self._say_no(doc, task, reasons, "No platform has room in the requested window")
@@ -286,18 +273,7 @@ class Planner(Service):
                 )
                 if not await self.capacity.book(platform.name, booking):
                     continue
-                offer = {
-                    "offer_id": offer_id,
-                    "platform": platform.name,
-                    "backend": platform.backend,
-                    "cores": cand.cores,
-                    "memory_mib": cand.memory_mib,
-                    "start": cand.start,
-                    "end": cand.start + duration,
-                    "expires_at": now,
-                    "state": "ACCEPTED",
-                    "description": "auto-accepted",
-                }
+                offer = _offer(offer_id, platform, cand, booking.end, now, "ACCEPTED", "auto-accepted")
                 resources = self._resources(offer, task)
                 events: list[Event] = [
                     OfferMade(
@@ -600,3 +576,27 @@ def _count_offers(doc: dict[str, Any], events: list[Event]) -> None:
             OFFERS.labels(ev.platform or "none", "made" if ev.accepted else "no").inc()
         elif isinstance(ev, OfferStateChanged) and ev.refused is None:
             OFFERS.labels(platforms.get(ev.offer_id, "?"), ev.state.lower()).inc()
+
+
+def _offer(
+    offer_id: str,
+    platform: PlatformConfig,
+    cand: Candidate,
+    end: datetime,
+    expires: datetime,
+    state: str,
+    description: str,
+) -> dict[str, Any]:
+    """An offer as the proposal document keeps it."""
+    return {
+        "offer_id": offer_id,
+        "platform": platform.name,
+        "backend": platform.backend,
+        "cores": cand.cores,
+        "memory_mib": cand.memory_mib,
+        "start": cand.start,
+        "end": end,
+        "expires_at": expires,
+        "state": state,
+        "description": description,
+    }

@@ -120,6 +120,7 @@ class App:
     diagnostic: bool = False
     default_args: tuple[str, ...] = ()
     input_flag: str = "--inputfile"
+    cores_option: str | None = None  # an option that sets how many cores the job gets (caesar's nproc...)
 
     @property
     def runnable_without_container(self) -> bool:
@@ -140,6 +141,13 @@ class App:
                 raise OptionError(f"Mandatory option {opt.name} not present!")
         ignored = sorted(k for k in job_inputs if k not in known)
         return ValidatedOptions(values, ignored)
+
+    def resources_for(self, options: dict[str, Any]) -> ResourceRequest:
+        """The app's resource request, with the cores its options ask for (so none sit idle)."""
+        cores = options.get(self.cores_option) if self.cores_option else None
+        if not isinstance(cores, int) or cores < 1:
+            return self.resources
+        return self.resources.model_copy(update={"min_cores": cores, "max_cores": cores})
 
     def option_args(self, options: dict[str, Any]) -> list[str]:
         """Validated options as arguments, in declaration order (like caesar-rest)."""

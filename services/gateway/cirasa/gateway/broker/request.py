@@ -165,7 +165,7 @@ def _read_app(exe: dict[str, Any], parsed: ParsedRequest) -> None:
     if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
         raise RequestError("executable.inputs must be a list of file ids")
     parsed.input_ids = inputs
-    parsed.resources = app.resources
+    parsed.resources = app.resources_for(parsed.options)
 
 
 def _read_compute(raw: Any, parsed: ParsedRequest, limits: tuple[int, float, int]) -> None:

@@ -67,7 +67,8 @@ APP = App(
     ),
     # BANE uses up to ncores worker processes (the rest is serial); about 90 MB per megapixel for BANE.
     # One core fits ~40 sources/s: a 3600x3600 map at 2,500 sources/deg2 takes about 15 minutes.
+    cores_option="ncores",
     resources=ResourceRequest(
-        min_cores=1, max_cores=4, min_memory_gib=1.0, max_memory_gib=4.0, duration_s=3600
+        min_cores=1, max_cores=1, min_memory_gib=1.0, max_memory_gib=4.0, duration_s=3600
     ),
 )

@@ -56,6 +56,6 @@ APP = App(
     # Deblending (most of the time) runs in as many processes as the job has cores; one core measures
     # ~1,000 sources/s and a 7200x7200 map needs about 1.7 GB.
     resources=ResourceRequest(
-        min_cores=1, max_cores=4, min_memory_gib=1.0, max_memory_gib=4.0, duration_s=1800
+        min_cores=1, max_cores=1, min_memory_gib=1.0, max_memory_gib=4.0, duration_s=1800
     ),
 )

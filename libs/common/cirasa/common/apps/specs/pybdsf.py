@@ -54,6 +54,6 @@ APP = App(
     ),
     # Fitting runs in as many processes as the job has cores; one core fits ~30 sources/s.
     resources=ResourceRequest(
-        min_cores=1, max_cores=4, min_memory_gib=1.0, max_memory_gib=4.0, duration_s=3600
+        min_cores=1, max_cores=1, min_memory_gib=1.0, max_memory_gib=4.0, duration_s=3600
     ),
 )
