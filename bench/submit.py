@@ -92,6 +92,7 @@ async def run(args: argparse.Namespace, stack: ProcessStack, exchange: str, imag
         "accepted_202": len(submitted),
         "errors": errors,
         "succeeded": ok,
+        "finished": len(e2e),
         "unfinished": len(submitted) - len(e2e),
         "submissions_per_s": len(submitted) / submit_wall,
         "submit_p50_ms": pct(latencies, 50) * 1000,
@@ -113,13 +114,21 @@ def main() -> None:
         "--amqp-url", default=os.environ.get("CIRASA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="the platform refuses the app: every job ends ABORTED by the planner, so no process runs and "
+        "the figures are the submit path's alone (gateway, broker, planner, accounting)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cirasa-bench-"))
     exchange = f"bench.{uuid.uuid4().hex[:8]}"
     config = workdir / "config.yaml"
+    apps = ", apps: [sep]" if args.no_run else ""
     config.write_text(
         "platforms:\n"
-        f"  - {{name: local, backend: local, cores: {args.cores}, memory_gib: 64, max_duration_s: 3600}}\n"
+        f"  - {{name: local, backend: local, cores: {args.cores}, memory_gib: 64, "
+        f"max_duration_s: 3600{apps}}}\n"
     )
     extra = {
         "CIRASA_CONFIG": str(config),
@@ -144,10 +153,9 @@ def main() -> None:
     print(f"  accepted (202)          {figures['accepted_202']:>8}   errors {figures['errors']}")
     print(f"  submissions/s           {figures['submissions_per_s']:>8.1f}")
     print(f"  submit latency p50/p99  {figures['submit_p50_ms']:>8.1f} / {figures['submit_p99_ms']:.1f} ms")
-    print(
-        f"  submit→SUCCESS p50/p99  {figures['submit_to_success_p50_ms']:>8.0f} / "
-        f"{figures['submit_to_success_p99_ms']:.0f} ms"
-    )
+    final = "ABORTED" if args.no_run else "SUCCESS"
+    p50, p99 = figures["submit_to_success_p50_ms"], figures["submit_to_success_p99_ms"]
+    print(f"  submit→{final} p50/p99  {p50:>8.0f} / {p99:.0f} ms")
     print(
         f"  jobs completed/s        {figures['jobs_completed_per_s']:>8.1f}   "
         f"succeeded {figures['succeeded']}, unfinished {figures['unfinished']}"
