@@ -245,3 +245,50 @@ async def test_cancel_an_accepted_session_cancels_the_job(broker_stack: Stack, f
     planner = broker_stack.services["planner"]
     await asyncio.sleep(0.2)
     assert all(p["bookings"] == [] for p in await planner.db["platforms"].find({}).to_list())
+
+
+def notebook(*sources: str) -> bytes:
+    cells = [
+        {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
+        for src in sources
+    ]
+    doc = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": cells,
+    }
+    import json
+
+    return json.dumps(doc).encode()
+
+
+async def test_a_jupyter_notebook_runs_headless(broker_stack: Stack) -> None:
+    up = await broker_stack.client.post(
+        f"{API}/upload",
+        files={"file": ("analysis.ipynb", notebook("x = 6 * 7", "open('answer.txt', 'w').write(str(x))"))},
+    )
+    assert up.status_code == 200, up.text
+    file_id = up.json()["uuid"]
+    request = {"executable": {"kind": kinds.JUPYTER, "location": f"http://gateway{API}/download/{file_id}"}}
+    offers = (await broker_stack.client.post("/offersets", json=request)).json()
+    assert offers["result"] == "YES", offers
+    session = offers["offers"][0]["meta"]["uuid"]
+    await update(broker_stack, session, "ACCEPTED")
+    assert (await follow(broker_stack, session, {"COMPLETED", "FAILED"}, timeout_s=120))[
+        "phase"
+    ] == "COMPLETED"
+    job_dir = broker_stack.settings.jobs_dir / "anonymous" / f"job_{session}"
+    assert (job_dir / "answer.txt").read_text() == "42"
+    assert (job_dir / f"executed-{file_id}.ipynb").is_file()
+    failing = await broker_stack.client.post(
+        f"{API}/upload", files={"file": ("bad.ipynb", notebook("1 / 0"))}
+    )
+    bad = {"executable": {"kind": kinds.JUPYTER, "location": failing.json()["uuid"]}}
+    direct = await broker_stack.client.post("/sessions", json=bad)
+    assert (
+        await follow(broker_stack, direct.json()["meta"]["uuid"], {"COMPLETED", "FAILED"}, timeout_s=120)
+    )["phase"] == "FAILED"
+    nowhere = {"executable": {"kind": kinds.JUPYTER, "location": "https://example.org/x.ipynb"}}
+    no = (await broker_stack.client.post("/offersets", json=nowhere)).json()
+    assert no["result"] == "NO" and "uploaded notebook" in no["meta"]["messages"][0]["message"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 from python_multipart import FormParser
 from python_multipart.multipart import Field, File, parse_options_header
 
-ALLOWED_FORMATS = ("png", "jpg", "jpeg", "gif", "fits")
+ALLOWED_FORMATS = ("png", "jpg", "jpeg", "gif", "fits", "ipynb")
 _FORM_OVERHEAD = 64 * 1024  # boundaries, part headers and the tag field
 
 
@@ -53,7 +54,22 @@ def content_matches(path: Path, fmt: str) -> bool:
         return head.startswith(b"\xff\xd8\xff")
     if fmt == "gif":
         return head[:6] in (b"GIF87a", b"GIF89a")
+    if fmt == "ipynb":
+        return _is_notebook(path)
     return False
+
+
+def _is_notebook(path: Path) -> bool:
+    """A Jupyter notebook is JSON with cells and an nbformat version (read at most 64 MiB of it)."""
+    if path.stat().st_size > 64 * 1024 * 1024:
+        return False
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError:
+        return False
+    return (
+        isinstance(doc, dict) and isinstance(doc.get("cells"), list) and isinstance(doc.get("nbformat"), int)
+    )
 
 
 async def receive_upload(

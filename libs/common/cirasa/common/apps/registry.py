@@ -190,7 +190,17 @@ def flag(name: str, desc: str, cat: str, **kw: Any) -> Option:
 
 
 # one module per app under cirasa.common.apps.specs, each defining APP
-APP_MODULES: tuple[str, ...] = ("sep", "caesar", "aegean", "pybdsf", "photutils", "cutex", "mrcnn", "sleep")
+APP_MODULES: tuple[str, ...] = (
+    "sep",
+    "caesar",
+    "aegean",
+    "pybdsf",
+    "photutils",
+    "cutex",
+    "mrcnn",
+    "sleep",
+    "notebook",
+)
 
 
 def _load() -> dict[str, App]:

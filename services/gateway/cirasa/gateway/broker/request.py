@@ -7,6 +7,7 @@ kind, an unknown app) are not errors: they become a NO with messages, as the spe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from cirasa.gateway.broker import kinds
 
 MAX_BODY = 1024 * 1024
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
+_FILE_ID = re.compile(r"^[0-9a-f]{32}$")
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
@@ -137,14 +139,28 @@ def parse_request(body: Any, limits: tuple[int, float, int]) -> ParsedRequest:
         else:
             parsed.image = exe["location"]
     elif name == "jupyter-notebook":
-        if get_app("notebook") is None:
-            parsed.no.append("no platform here runs Jupyter notebooks in this release")
+        notebook = get_app("notebook")
+        file_id = notebook_file_id(exe.get("location"))
+        if notebook is None:
+            parsed.no.append("no platform here runs Jupyter notebooks")
+        elif file_id is None:
+            parsed.no.append(
+                "jupyter-notebook location must name an uploaded notebook: its file id or the gateway's "
+                "/download/<file id> URL (notebooks are not fetched from elsewhere)"
+            )
         else:
-            parsed.app = "notebook"
-            parsed.options = {"location": exe.get("location")}
+            parsed.app, parsed.input_ids, parsed.resources = notebook.name, [file_id], notebook.resources
     _read_compute(data.get("compute") or data.get("computer"), parsed, limits)
     _read_schedule(data.get("schedule"), parsed, limits[2])
     return parsed
+
+
+def notebook_file_id(location: Any) -> str | None:
+    """The uploaded file a notebook ``location`` names: its id, ``file:<id>`` or ``.../download/<id>``."""
+    if not isinstance(location, str):
+        return None
+    tail = location.rstrip("/").rsplit("/", 1)[-1].removeprefix("file:")
+    return tail if _FILE_ID.match(tail) else None
 
 
 def _read_app(exe: dict[str, Any], parsed: ParsedRequest) -> None:

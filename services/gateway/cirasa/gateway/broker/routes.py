@@ -82,7 +82,7 @@ def build_broker_router() -> APIRouter:
                 parsed.no.append(f"input file {file_id} not found")
             else:
                 files.append(file)
-        if parsed.executable_kind == "app" and not parsed.no and len(files) != 1:
+        if parsed.app and not parsed.no and len(files) != 1:
             parsed.no.append(f"app {parsed.app} takes exactly one input file id, got {len(parsed.input_ids)}")
         doc = await broker.propose(user, parsed, files, body, direct, new_id())
         await gateway.relay.flush(broker.offersets, doc["_id"])
