@@ -248,7 +248,7 @@ async def test_cancel_an_accepted_session_cancels_the_job(broker_stack: Stack, f
 
 
 def notebook(*sources: str) -> bytes:
-    cells = [
+    cells: list[dict[str, Any]] = [
         {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
         for src in sources
     ]

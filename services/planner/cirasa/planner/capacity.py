@@ -163,6 +163,17 @@ class CapacityBook:
 
         return await self._change(platform, decide, where={"bookings.holder": holder}) or done
 
+    async def set_external(self, platform: str, booking: Booking) -> None:
+        """Replace the booking that stands for work the backend runs for others (no fit check: it is
+        what the cluster reports, not something we may refuse)."""
+
+        def decide(state: PlatformState) -> Write | None:
+            others = [b for b in state.bookings if b.holder != booking.holder]
+            update = {"$set": {"bookings": [b.to_doc() for b in [*others, booking]]}}
+            return update, [*others, booking]
+
+        await self._change(platform, decide)
+
     async def snapshot(self) -> list[dict[str, Any]]:
         return [doc async for doc in self._coll.find({})]
 

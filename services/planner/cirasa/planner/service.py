@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
+from cirasa.common.backends.base import BackendUnavailable, make_backend
 from cirasa.common.events import (
     CancelRequested,
     Event,
@@ -52,6 +53,7 @@ PLATFORMS = "platforms"
 STATS = "stats"
 DELAY_WEIGHT = 0.2  # of the newest observation in the moving average of start delays
 DEFAULT_WINDOW = timedelta(hours=2)
+EXTERNAL_REFRESH = timedelta(seconds=30)  # how often a backend's own load is read
 MAX_WINDOW = timedelta(days=30)
 
 
@@ -78,6 +80,7 @@ class Planner(Service):
         self.proposals = self.db[PROPOSALS]
         self.capacity = CapacityBook(self.db[PLATFORMS], self.settings.platforms)
         self._drain_lock = asyncio.Lock()
+        self._load_readers: dict[str, Any] = {}
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
@@ -99,7 +102,53 @@ class Planner(Service):
         await super().start()
 
     def loops(self) -> list[Loop]:
-        return [self._drain_loop, self._expiry_loop]
+        return [self._drain_loop, self._expiry_loop, self._backend_load_loop]
+
+    async def _backend_load_loop(self, stop: asyncio.Event) -> None:
+        await every(EXTERNAL_REFRESH.total_seconds(), stop, self.learn_backend_load)
+
+    async def learn_backend_load(self) -> None:
+        """Book what a backend says is busy beyond our own jobs (other users of a Slurm cluster), so
+        offers there start when the cluster really has room."""
+        now = utcnow()
+        for platform in self.settings.platforms:
+            if platform.backend != "slurm":  # the one backend whose load others share and that can tell
+                continue
+            try:
+                if platform.name not in self._load_readers:
+                    self._load_readers[platform.name] = make_backend(platform, self.settings)
+                read = self._load_readers[platform.name].capacity
+            except (BackendUnavailable, AttributeError):
+                continue
+            try:
+                cap = await asyncio.to_thread(read)
+            except Exception as exc:  # the cluster is unreachable: keep the last figure until it expires
+                self.log.warning("backend.capacity_failed", platform=platform.name, error=repr(exc))
+                continue
+            state = await self.capacity.state(platform.name)
+            ours_c = sum(
+                b.cores for b in state.bookings if b.kind == "job" and b.job_id and b.start <= now < b.end
+            )
+            ours_m = sum(
+                b.memory_mib
+                for b in state.bookings
+                if b.kind == "job" and b.job_id and b.start <= now < b.end
+            )
+            busy_c = max(0, cap.total_cores - cap.free_cores - ours_c)
+            busy_m = max(0, cap.total_memory_mb - cap.free_memory_mb - ours_m)
+            await self.capacity.set_external(
+                platform.name,
+                Booking(
+                    f"external:{platform.name}",
+                    busy_c,
+                    busy_m,
+                    now,
+                    now + 2 * EXTERNAL_REFRESH,
+                    "job",
+                    None,
+                    None,
+                ),
+            )
 
     async def _drain_loop(self, stop: asyncio.Event) -> None:
         await every(1.0, stop, self.drain)
