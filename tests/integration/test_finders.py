@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,3 +176,20 @@ async def test_aegean_job_through_the_rest_api(memory_stack: Stack, fits_image: 
     assert preview["image"].startswith("iVBOR")  # base64 of a PNG
     job_dir = memory_stack.settings.jobs_dir / "anonymous" / f"job_{job_id}"
     assert len(list(job_dir.glob("*_aegean_comp.csv"))) == 1  # Aegean's own table stays in the job directory
+
+
+@pytest.mark.parametrize(
+    ("app", "options"), [("pybdsf", {"thresh-pix": 5.0}), ("photutils", {"seedthr": 5.0})]
+)
+async def test_other_finders_through_the_rest_api(
+    memory_stack: Stack, fits_image: Path, app: str, options: dict[str, Any]
+) -> None:
+    file_id = await memory_stack.upload(fits_image)
+    job_id = await memory_stack.submit(app, file_id, options)
+    status = await memory_stack.wait_state(job_id, {"SUCCESS", "FAILURE", "ABORTED"}, timeout_s=150)
+    assert status["state"] == "SUCCESS", status
+    sources = (await memory_stack.client.get(f"{API}/job/{job_id}/sources")).json()
+    assert sources["finder"] == app and len(sources["sources"]) >= 10
+    assert set(sources["sources"][0]) == set(CATALOG_COLUMNS)
+    for route in ("output-plot", "output"):
+        assert (await memory_stack.client.get(f"{API}/job/{job_id}/{route}")).status_code == 200
