@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from cirasa.common.paths import safe_user
 from cirasa.common.service import Loop, Service, every
 
 JOBS, FILES, USAGE = "jobs", "files", "usage"
+JOBSIZE_REFRESH_S = 60.0
 ALL_USERS = "*"
 
 _STATE_FIELDS = {
@@ -47,10 +49,11 @@ class Accounting(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.jobs, self.files, self.usage = self.db[JOBS], self.db[FILES], self.db[USAGE]
+        self._jobsizes: dict[str, tuple[float, float]] = {}
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
-            JOBS: [IndexModel([("user", ASCENDING)])],
+            JOBS: [IndexModel([("user", ASCENDING), ("state", ASCENDING)])],
             FILES: [IndexModel([("user", ASCENDING)])],
             USAGE: [IndexModel([("dirty", ASCENDING)])],
         }
@@ -128,44 +131,61 @@ class Accounting(Service):
             await self.relay.flush(self.usage, who)
 
     async def user_usage(self, user: str) -> dict[str, Any]:
-        jobs = [d async for d in self.jobs.find({"user": user}, {"state": 1, "elapsed_s": 1})]
-        files = [d async for d in self.files.find({"user": user, "deleted": False}, {"size_bytes": 1})]
-        out = _job_counts(jobs)
-        out["datasize"] = round(sum(f["size_bytes"] for f in files) / 1024, 3)
-        out["jobsize"] = await asyncio.to_thread(_dir_kib, self.settings.jobs_dir / safe_user(user))
+        out = await self._job_counts({"user": user})
+        out["datasize"] = await self._datasize({"user": user, "deleted": False})
+        out["jobsize"] = await self._jobsize(user, self.settings.jobs_dir / safe_user(user))
         out["timestamp"] = utcnow().isoformat()
         return out
 
     async def platform_usage(self) -> dict[str, Any]:
-        jobs = [d async for d in self.jobs.find({}, {"state": 1, "elapsed_s": 1, "user": 1})]
-        files = [d async for d in self.files.find({"deleted": False}, {"size_bytes": 1, "user": 1})]
-        out = _job_counts(jobs)
-        out["nusers"] = len({d.get("user") for d in jobs} | {f.get("user") for f in files})
-        out["datasize"] = round(sum(f["size_bytes"] for f in files) / 1024, 3)
-        out["jobsize"] = await asyncio.to_thread(_dir_kib, self.settings.jobs_dir)
+        out = await self._job_counts({})
+        out["nusers"] = await self.usage.count_documents({"_id": {"$ne": ALL_USERS}})
+        out["datasize"] = await self._datasize({"deleted": False})
+        out["jobsize"] = await self._jobsize(ALL_USERS, self.settings.jobs_dir)
         out["totsize"] = round(out["datasize"] + out["jobsize"], 3)
         done = out["njobs_completed"]
         out["avg_completed_job_runtime"] = out["job_completed_runtime"] / done if done else 0.0
         out["timestamp"] = utcnow().isoformat()
         return out
 
+    async def _job_counts(self, match: dict[str, Any]) -> dict[str, Any]:
+        """Counts and runtimes by state, summed by the store (a few rows back, whatever the job count)."""
+        cursor = await self.jobs.aggregate(
+            [
+                {"$match": match},
+                {"$group": {"_id": "$state", "n": {"$sum": 1}, "elapsed": {"$sum": "$elapsed_s"}}},
+            ]
+        )
+        out: dict[str, Any] = {
+            "njobs": 0,
+            "njobs_unknown": 0,
+            "job_runtime": 0.0,
+            "job_completed_runtime": 0.0,
+        }
+        out.update({f: 0 for f in _STATE_FIELDS.values()})
+        for row in await cursor.to_list():
+            out["njobs"] += row["n"]
+            out[_STATE_FIELDS.get(row["_id"] or "", "njobs_unknown")] += row["n"]
+            out["job_runtime"] += float(row["elapsed"] or 0.0)
+            if row["_id"] == JobState.SUCCESS.value:
+                out["job_completed_runtime"] += float(row["elapsed"] or 0.0)
+        return out
 
-def _job_counts(jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "njobs": len(jobs),
-        "njobs_unknown": 0,
-        "job_runtime": 0.0,
-        "job_completed_runtime": 0.0,
-    }
-    out.update({f: 0 for f in _STATE_FIELDS.values()})
-    for job in jobs:
-        field = _STATE_FIELDS.get(job.get("state", ""), "njobs_unknown")
-        out[field] += 1
-        elapsed = float(job.get("elapsed_s") or 0.0)
-        out["job_runtime"] += elapsed
-        if job.get("state") == JobState.SUCCESS.value:
-            out["job_completed_runtime"] += elapsed
-    return out
+    async def _datasize(self, match: dict[str, Any]) -> float:
+        cursor = await self.files.aggregate(
+            [{"$match": match}, {"$group": {"_id": None, "b": {"$sum": "$size_bytes"}}}]
+        )
+        rows = await cursor.to_list()
+        return round((rows[0]["b"] if rows else 0) / 1024, 3)
+
+    async def _jobsize(self, key: str, path: Path) -> float:
+        """Disk used by job directories; walking them is costly, so at most once a minute per user."""
+        cached = self._jobsizes.get(key)
+        if cached is not None and time.monotonic() - cached[0] < JOBSIZE_REFRESH_S:
+            return cached[1]
+        kib = await asyncio.to_thread(_dir_kib, path)
+        self._jobsizes[key] = (time.monotonic(), kib)
+        return kib
 
 
 def _dir_kib(path: Path) -> float:
