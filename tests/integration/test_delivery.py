@@ -184,3 +184,10 @@ async def test_a_job_over_its_wall_time_is_timed_out(rabbit_stack: Stack, fits_i
     status = await rabbit_stack.wait_state(job_id, {"TIMED-OUT", "SUCCESS", "FAILURE"}, timeout_s=20)
     assert status["state"] == "TIMED-OUT"
     assert 1.5 < status["elapsed_time"] < 15
+
+
+async def test_queue_depths_are_measured(rabbit_stack: Stack) -> None:
+    planner = rabbit_stack.services["planner"]
+    depths = await planner.bus.queue_depths()
+    assert set(depths) == {s.queue for s in planner.bus.subscriptions}
+    assert all(isinstance(n, int) and n >= 0 for n in depths.values())

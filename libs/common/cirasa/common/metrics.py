@@ -31,6 +31,7 @@ BACKEND_ERRORS = Counter(
 )
 JOB_TRANSITIONS = Counter("cirasa_jobs_total", "Job state transitions seen by the monitor", ["state"])
 JOBS_ACTIVE = Gauge("cirasa_jobs_active", "Jobs PENDING or RUNNING, per platform", ["platform", "state"])
+QUEUE_DEPTH = Gauge("cirasa_queue_depth", "Messages waiting in a service's queue", ["service", "queue"])
 OUTBOX_PENDING = Gauge(
     "cirasa_outbox_pending", "Events written but not yet confirmed by the broker", ["service"]
 )

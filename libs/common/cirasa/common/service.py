@@ -11,6 +11,7 @@ import structlog
 from pymongo import IndexModel
 
 from cirasa.common.bus import Bus
+from cirasa.common.metrics import QUEUE_DEPTH
 from cirasa.common.outbox import OutboxRelay
 from cirasa.common.settings import Settings
 from cirasa.common.store import Database, Inbox, ensure_indexes, ping
@@ -18,6 +19,7 @@ from cirasa.common.store import Database, Inbox, ensure_indexes, ping
 log = structlog.get_logger(__name__)
 
 Loop = Callable[[asyncio.Event], Awaitable[None]]
+QUEUE_DEPTH_INTERVAL_S = 10.0
 
 
 class Service:
@@ -50,7 +52,7 @@ class Service:
         self.register()
         await self.bus.start()
         self._stop.clear()
-        loops: list[Loop] = [self._outbox_loop, *self.loops()]
+        loops: list[Loop] = [self._outbox_loop, self._queue_depth_loop, *self.loops()]
         self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
         self.log.info("service.started", service=self.name)
 
@@ -68,6 +70,14 @@ class Service:
     async def _outbox_loop(self, stop: asyncio.Event) -> None:
         if self.outbox_collections:
             await self.relay.run(self.settings.outbox_sweep_s, stop)
+
+    async def _queue_depth_loop(self, stop: asyncio.Event) -> None:
+        async def measure() -> None:
+            keys = {sub.queue: sub.event_cls.routing_key for sub in self.bus.subscriptions}
+            for queue, depth in (await self.bus.queue_depths()).items():
+                QUEUE_DEPTH.labels(self.name, keys.get(queue, queue)).set(depth)
+
+        await every(QUEUE_DEPTH_INTERVAL_S, stop, measure)
 
     async def _guard(self, loop: Loop) -> None:
         """Keep a loop alive: log and restart it after an unexpected error."""

@@ -34,6 +34,11 @@ class PlatformConfig(BaseModel):
         description="container images it provides, by app name (a docker image, or a .sif path on Slurm)",
     )
     offer_ttl_s: int = Field(60, ge=1, description="how long an unaccepted offer holds its reservation")
+    start_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="dispatched jobs that have not started after this fail (default: the monitor's)",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="backend connection settings, validated by the backend itself"
     )

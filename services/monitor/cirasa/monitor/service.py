@@ -9,6 +9,7 @@ jobs that were never dispatched, so nothing stays PENDING or RUNNING forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
@@ -195,15 +196,24 @@ class Monitor(Service):
             elif (
                 doc["state"] == JobState.PENDING.value
                 and doc.get("dispatched_at")
-                and now - as_utc(doc["dispatched_at"]) > timedelta(seconds=cfg.start_timeout_s)
+                and now - as_utc(doc["dispatched_at"]) > timedelta(seconds=self._start_timeout(doc))
             ):
+                with contextlib.suppress(Exception):  # the backend may not know it any more
+                    await asyncio.to_thread(self._backend(doc["platform"]).cancel, self._tracked(doc))
                 await self.transition(
                     doc,
                     BackendStatus(
                         JobState.FAILURE,
-                        f"Job did not start within {cfg.start_timeout_s:g} s of dispatch",
+                        f"Job did not start within {self._start_timeout(doc):g} s of dispatch",
                     ),
                 )
+
+    def _start_timeout(self, doc: dict[str, Any]) -> float:
+        """A platform's own start timeout (a busy batch queue needs a long one), or the monitor's."""
+        for platform in self.settings.platforms:
+            if platform.name == doc.get("platform") and platform.start_timeout_s is not None:
+                return platform.start_timeout_s
+        return self.settings.monitor.start_timeout_s
 
     # --- transitions ----------------------------------------------------------------------
 

@@ -74,6 +74,10 @@ class Bus(ABC):
     @abstractmethod
     def connected(self) -> bool: ...
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each of this service's queues."""
+        return {}
+
     async def consume(self, sub: Subscription[Any], body: bytes, routing_key: str) -> Outcome:
         """Handle one delivery; the caller acks unless the outcome is RETRY (then it requeues)."""
         name = sub.event_cls.__name__

@@ -92,3 +92,10 @@ class MemoryBus(Bus):
     @property
     def connected(self) -> bool:
         return True
+
+    async def queue_depths(self) -> dict[str, int]:
+        return {
+            s.queue: self.broker.queues[s.queue].qsize()
+            for s in self.subscriptions
+            if s.queue in self.broker.queues
+        }

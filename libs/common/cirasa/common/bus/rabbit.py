@@ -136,6 +136,21 @@ class RabbitBus(Bus):
             },
         )
 
+    async def queue_depths(self) -> dict[str, int]:
+        """A passive declare per queue: RabbitMQ answers with its message count and changes nothing."""
+        connection = getattr(self.broker, "_connection", None)
+        if connection is None or not self.connected:
+            return {}
+        depths: dict[str, int] = {}
+        channel = await connection.channel()
+        try:
+            for sub in self.subscriptions:
+                queue = await channel.declare_queue(sub.queue, passive=True)
+                depths[sub.queue] = queue.declaration_result.message_count or 0
+        finally:
+            await channel.close()
+        return depths
+
     @property
     def connected(self) -> bool:
         connection = getattr(self.broker, "_connection", None)
