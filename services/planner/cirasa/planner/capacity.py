@@ -174,9 +174,6 @@ class CapacityBook:
 
         await self._change(platform, decide)
 
-    async def snapshot(self) -> list[dict[str, Any]]:
-        return [doc async for doc in self._coll.find({})]
-
 
 def _cores_now(bookings: list[Booking]) -> int:
     now = utcnow()

@@ -383,8 +383,9 @@ class Planner(Service):
             return
         if offer["state"] != "OFFERED":
             verb = {"ACCEPTED": "accepted", "REJECTED": "rejected", "CANCELLED": "cancelled"}[ev.decision]
-            await self._emit(
+            await self._cas(
                 doc,
+                {},
                 [
                     OfferStateChanged(
                         **self._env(ev),
@@ -605,9 +606,6 @@ class Planner(Service):
             _count_offers(doc, events)
             await self.relay.flush(self.proposals, doc["_id"])
         return True
-
-    async def _emit(self, doc: dict[str, Any], events: list[Event]) -> None:
-        await self._cas(doc, {}, events)
 
     def _env(self, cause: Event) -> dict[str, Any]:
         return {
