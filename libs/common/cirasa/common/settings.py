@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -51,9 +51,28 @@ def _default_platforms() -> list[PlatformConfig]:
     ]
 
 
+class AuthSettings(BaseModel):
+    """OIDC bearer tokens (JWTs) checked against the issuer's keys; off means everyone is ``anonymous``."""
+
+    enabled: bool = False
+    issuer: str | None = Field(None, description="expected iss claim")
+    audience: str | None = Field(None, description="expected aud claim")
+    jwks_url: str | None = Field(None, description="the issuer's JSON Web Key Set")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    username_claim: str = Field("email", description="claim naming the user (caesar-rest used email)")
+    leeway_s: int = Field(30, ge=0, description="clock skew allowed on exp and nbf")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> AuthSettings:
+        if self.enabled and not (self.issuer and self.audience and self.jwks_url):
+            raise ValueError("auth.enabled needs auth.issuer, auth.audience and auth.jwks_url")
+        return self
+
+
 class GatewaySettings(BaseModel):
     max_upload_mib: int = Field(1024, ge=1, description="largest accepted upload")
     auto_accept: bool = True
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
 class MonitorSettings(BaseModel):
