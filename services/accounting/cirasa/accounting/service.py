@@ -21,6 +21,7 @@ from cirasa.common.events import (
     FileUploaded,
     JobState,
     JobStateChanged,
+    JobSubmitted,
     TaskProposed,
     UsageUpdated,
     utcnow,
@@ -60,6 +61,7 @@ class Accounting(Service):
 
     def register(self) -> None:
         self.bus.subscribe(TaskProposed, self.on_task_proposed)
+        self.bus.subscribe(JobSubmitted, self.on_job_submitted)
         self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
         self.bus.subscribe(FileUploaded, self.on_file_uploaded)
         self.bus.subscribe(FileDeleted, self.on_file_deleted)
@@ -71,15 +73,24 @@ class Accounting(Service):
         await every(1.0, stop, self.publish_dirty)
 
     async def on_task_proposed(self, ev: TaskProposed) -> None:
+        """A caesar-rest submission (auto-accepted) is a job from the start; an ExecutionBroker
+        proposal becomes one only when an offer is accepted (JobSubmitted)."""
+        if ev.auto_accept:
+            await self._count_job(ev.correlation_id, ev.user, ev.app)
+
+    async def on_job_submitted(self, ev: JobSubmitted) -> None:
+        await self._count_job(ev.job_id, ev.user, ev.app)
+
+    async def _count_job(self, job_id: str, user: str, app: str) -> None:
         await self.jobs.update_one(
-            {"_id": ev.correlation_id},
+            {"_id": job_id},
             {
-                "$set": {"user": ev.user, "app": ev.app},
+                "$set": {"user": user, "app": app},
                 "$setOnInsert": {"state": JobState.PENDING.value, "seq": 0, "elapsed_s": 0.0},
             },
             upsert=True,
         )
-        await self._mark_dirty(ev.user)
+        await self._mark_dirty(user)
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
         await self.jobs.update_one(
