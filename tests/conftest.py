@@ -6,10 +6,10 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,6 +19,9 @@ from cirasa.common.bus import MemoryBroker
 from cirasa.common.service import Service
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
 from cirasa.common.store import reset_memory_store
+
+if TYPE_CHECKING:
+    from tests.live import LiveGateway
 
 AMQP_URL = os.environ.get("CIRASA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 API = "/caesar/api/v1.0"
@@ -162,3 +165,16 @@ def fits_image(tmp_path: Path) -> Path:
     path = tmp_path / "sky.fits"
     synthetic_image(path, size=256, n_sources=12, seed=3)
     return path
+
+
+@pytest.fixture
+def live_gateway(settings: Settings) -> Iterator[LiveGateway]:
+    """All five services in memory behind uvicorn on a free loopback port (real HTTP)."""
+    from tests.live import LiveGateway
+
+    gateway = LiveGateway(settings)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()

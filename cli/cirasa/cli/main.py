@@ -171,6 +171,79 @@ def submit(
 
 
 @app.command()
+def offers(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    app_name: Annotated[str, typer.Option("--app", "-a")] = "sep",
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="app option key=value")] = None,
+    cores: Annotated[str, typer.Option(help="cores as MIN or MIN-MAX")] = "1",
+    duration: Annotated[str, typer.Option(help="wall time, ISO-8601 (PT30M)")] = "PT30M",
+    accept: Annotated[int | None, typer.Option(help="accept offer number N (from 1) and follow it")] = None,
+    server: Server = "http://127.0.0.1:8000",
+) -> None:
+    """Ask every platform "can I run this, and when?" (ExecutionBroker offers); optionally accept one."""
+    from cirasa.gateway.broker import kinds
+
+    low, _, high = cores.partition("-")
+    client = CaesarClient(server)
+    try:
+        up = client.upload(image)
+        request = {
+            "executable": {
+                "kind": kinds.CIRASA_APP,
+                "app": app_name,
+                "options": parse_options(option or []),
+                "inputs": [up["uuid"]],
+            },
+            "compute": {"kind": kinds.SIMPLE_COMPUTE, "cores": {"min": int(low), "max": int(high or low)}},
+            "schedule": {"requested": {"duration": duration}},
+        }
+        root = client.http.base_url.copy_with(path="")
+        r = client.http.post(root.join("/offersets"), json=request)
+        if r.status_code not in (200, 303):
+            raise ApiError(r)
+        offerset = r.json()
+    except (ApiError, ValueError, OSError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    if offerset["result"] != "YES":
+        for m in offerset["meta"].get("messages", []):
+            console.print(f"[red]NO[/]: {m['message']}")
+        raise typer.Exit(1)
+    table = Table(title=f"offer set {offerset['meta']['uuid']}")
+    for col in ("#", "platform", "cores", "memory GiB", "start", "duration", "expires", "cost (core-h)"):
+        table.add_column(col)
+    for n, o in enumerate(offerset["offers"], 1):
+        cost = o.get("costs", [{}])[0].get("min", "")
+        table.add_row(
+            str(n),
+            o["meta"]["name"],
+            str(o["compute"]["cores"]["min"]),
+            str(o["compute"]["memory"]["min"]),
+            o["schedule"]["preparing"]["start"],
+            o["schedule"]["available"]["duration"],
+            o["expires"],
+            str(cost),
+        )
+    Console().print(table)
+    if accept is None:
+        return
+    chosen = offerset["offers"][accept - 1]["meta"]["uuid"]
+    update = {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
+    r = client.http.post(root.join(f"/sessions/{chosen}"), json=update)
+    if r.status_code != 200:
+        console.print(f"[red]HTTP {r.status_code}: {r.json().get('message')}[/]")
+        raise typer.Exit(1)
+    phase = ""
+    while phase not in ("COMPLETED", "FAILED", "CANCELLED"):
+        session = client.http.get(root.join(f"/sessions/{chosen}")).json()
+        if session["phase"] != phase:
+            phase = session["phase"]
+            console.print(f"   session {chosen}: {phase}")
+        time.sleep(0.5)
+    raise typer.Exit(0 if phase == "COMPLETED" else 1)
+
+
+@app.command()
 def jobs(server: Server = "http://127.0.0.1:8000") -> None:
     """List your jobs."""
     table = Table()
