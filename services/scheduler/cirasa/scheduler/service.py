@@ -22,6 +22,8 @@ from cirasa.common.paths import job_dir_for, resolve_under
 from cirasa.common.service import Loop, Service, every
 
 DISPATCHES = "dispatches"
+WAITING = ("SUBMITTING", "CANCEL_BEFORE_START")  # not yet handed to a backend
+CLAIM_TTL = timedelta(seconds=60)
 
 
 class Scheduler(Service):
@@ -68,21 +70,33 @@ class Scheduler(Service):
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
-        if not_before <= utcnow() + timedelta(seconds=0.5):
+        if not_before <= utcnow() + timedelta(seconds=0.5) and await self._claim(ev.job_id):
             await self._dispatch(ev, doc)
-        # otherwise the offer starts later: dispatch_due starts it on time
+        # otherwise the offer starts later (or another delivery is on it): dispatch_due starts it
 
     async def dispatch_due(self) -> None:
         """Start jobs whose offered start has come (and any a crash left half-dispatched)."""
-        due = self.dispatches.find(
-            {"state": {"$in": ["SUBMITTING", "CANCEL_BEFORE_START"]}, "not_before": {"$lte": utcnow()}}
-        )
+        due = self.dispatches.find({"state": {"$in": list(WAITING)}, "not_before": {"$lte": utcnow()}})
         async for doc in due:
-            if doc.get("submitted"):
+            if doc.get("submitted") and await self._claim(doc["_id"]):
                 await self._dispatch(JobSubmitted.model_validate(doc["submitted"]), doc)
 
+    async def _claim(self, job_id: str) -> bool:
+        """One dispatcher at a time per job (this delivery, the due loop, another replica); a claim
+        left by a crash lapses after CLAIM_TTL and the due loop takes the job up again."""
+        now = utcnow()
+        result = await self.dispatches.update_one(
+            {
+                "_id": job_id,
+                "state": {"$in": list(WAITING)},
+                "$or": [{"claimed_at": None}, {"claimed_at": {"$lt": now - CLAIM_TTL}}],
+            },
+            {"$set": {"claimed_at": now}},
+        )
+        return bool(result.modified_count == 1)
+
     async def _dispatch(self, ev: JobSubmitted, doc: dict[str, Any]) -> None:
-        if doc["state"] not in ("SUBMITTING", "CANCEL_BEFORE_START"):
+        if doc["state"] not in WAITING:
             return  # already dispatched (or failed) by an earlier delivery
         if doc.get("cancel_requested"):
             await self._finish(ev, doc, error="Job canceled by user before it started", canceled=True)
