@@ -77,6 +77,8 @@ class Service:
             for queue, depth in (await self.bus.queue_depths()).items():
                 QUEUE_DEPTH.labels(self.name, keys.get(queue, queue)).set(depth)
 
+        with contextlib.suppress(TimeoutError):  # nothing to measure in the first seconds
+            await asyncio.wait_for(stop.wait(), timeout=QUEUE_DEPTH_INTERVAL_S)
         await every(QUEUE_DEPTH_INTERVAL_S, stop, measure)
 
     async def _guard(self, loop: Loop) -> None:

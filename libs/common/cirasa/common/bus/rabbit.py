@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aio_pika
 import structlog
 from faststream import AckPolicy
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
@@ -63,6 +64,8 @@ class RabbitBus(Bus):
             for cls in EVENT_TYPES.values()
         }
         self._started = False
+        self._amqp_url = amqp_url
+        self._probe: aio_pika.abc.AbstractRobustConnection | None = None
 
     def subscribe(self, event_cls: type[Any], handler: Any) -> None:
         super().subscribe(event_cls, handler)
@@ -106,6 +109,9 @@ class RabbitBus(Bus):
         await self.broker.declare_exchange(self._exchange)
 
     async def stop(self) -> None:
+        if self._probe is not None:
+            await self._probe.close()
+            self._probe = None
         if self._started:
             await self.broker.stop()
             self._started = False
@@ -137,12 +143,19 @@ class RabbitBus(Bus):
         )
 
     async def queue_depths(self) -> dict[str, int]:
-        """A passive declare per queue: RabbitMQ answers with its message count and changes nothing."""
-        connection = getattr(self.broker, "_connection", None)
-        if connection is None or not self.connected:
+        """A passive declare per queue: RabbitMQ answers with its message count and changes nothing.
+
+        It goes through a connection of its own: channels opened beside FastStream's on its connection
+        can collide with the ones it manages and make the broker close the whole connection.
+        """
+        if not self.subscriptions:
             return {}
+        if self._probe is None or self._probe.is_closed:
+            self._probe = await aio_pika.connect_robust(
+                self._amqp_url, client_properties={"connection_name": f"{self.service}-queue-depths"}
+            )
         depths: dict[str, int] = {}
-        channel = await connection.channel()
+        channel = await self._probe.channel()
         try:
             for sub in self.subscriptions:
                 queue = await channel.declare_queue(sub.queue, passive=True)
