@@ -19,11 +19,11 @@ from astropy.table import Table
 from cirasa.common.catalog import CATALOG_COLUMNS, read_catalog_json
 from cirasa.common.imaging import TruthSource, synthetic_image
 from tests.conftest import API, Stack
+from tests.matching import match_count
 
 pytestmark = pytest.mark.slow
 
 FINDERS = ("aegean", "pybdsf", "photutils")
-MATCH_RADIUS_PX = 2.0
 NATIVE = {
     "aegean": {"field_aegean_comp.csv", "field_aegean_comp.vot", "field_aegean_comp.reg", "field_aegean.log"},
     "pybdsf": {"field.pybdsf.srl.fits", "field.pybdsf.gaul.fits", "field.fits.pybdsf.log"},
@@ -34,23 +34,6 @@ NATIVE = {
 def _run(finder: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", f"cirasa.common.apps.{finder}_finder", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=180, check=False)
-
-
-def _match(truth_xy: np.ndarray, found_xy: np.ndarray) -> int:
-    """Greedy one-to-one matching, closest pairs first; the number of pairs within the radius."""
-    if len(truth_xy) == 0 or len(found_xy) == 0:
-        return 0
-    dist = np.hypot(*(truth_xy[:, None, :] - found_xy[None, :, :]).transpose(2, 0, 1))
-    used_t: set[int] = set()
-    used_f: set[int] = set()
-    for flat in np.argsort(dist, axis=None):
-        t, f = np.unravel_index(flat, dist.shape)
-        if dist[t, f] > MATCH_RADIUS_PX:
-            break
-        if t not in used_t and f not in used_f:
-            used_t.add(int(t))
-            used_f.add(int(f))
-    return len(used_t)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +91,7 @@ def test_finds_the_injected_sources(
 
     truth_xy = np.array([(s.x, s.y) for s in truth])
     found_xy = np.array([(s.x_pix, s.y_pix) for s in catalog.sources])
-    matched = _match(truth_xy, found_xy)
+    matched = match_count(truth_xy, found_xy)
     assert matched >= 0.90 * len(truth), f"{matched}/{len(truth)} injected sources recovered"
     assert matched >= 0.95 * n, f"{matched}/{n} detections are real"
 

@@ -12,32 +12,14 @@ import pytest
 
 from cirasa.common.catalog import read_catalog_json
 from cirasa.common.imaging import synthetic_image
+from tests.matching import match_count
 
 pytestmark = pytest.mark.slow
-
-MATCH_RADIUS_PX = 2.0
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "cirasa.common.apps.sep_finder", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
-
-
-def _match(truth_xy: np.ndarray, found_xy: np.ndarray) -> int:
-    """Greedy one-to-one matching, closest pairs first; the number of pairs within the radius."""
-    if len(truth_xy) == 0 or len(found_xy) == 0:
-        return 0
-    dist = np.hypot(*(truth_xy[:, None, :] - found_xy[None, :, :]).transpose(2, 0, 1))
-    used_t: set[int] = set()
-    used_f: set[int] = set()
-    for flat in np.argsort(dist, axis=None):
-        t, f = np.unravel_index(flat, dist.shape)
-        if dist[t, f] > MATCH_RADIUS_PX:
-            break
-        if t not in used_t and f not in used_f:
-            used_t.add(int(t))
-            used_f.add(int(f))
-    return len(used_t)
 
 
 def test_finds_the_injected_sources(tmp_path: Path) -> None:
@@ -65,7 +47,7 @@ def test_finds_the_injected_sources(tmp_path: Path) -> None:
     assert catalog.image == "field.fits" and catalog.finder == "sep"
     truth_xy = np.array([(s.x, s.y) for s in truth])
     found_xy = np.array([(s.x_pix, s.y_pix) for s in catalog.sources])
-    matched = _match(truth_xy, found_xy)
+    matched = match_count(truth_xy, found_xy)
     assert matched >= 0.90 * len(truth), f"{matched}/{len(truth)} injected sources recovered"
     assert matched >= 0.95 * len(catalog.sources), f"{matched}/{len(catalog.sources)} detections are real"
 
