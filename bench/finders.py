@@ -4,7 +4,7 @@
                                       [--timeout 900]
 
 For each map size and source density, simulates a map with the CIRASA paper's recipe
-(``cirasa.common.simulation``), runs every finder as its own process exactly as a job would (one core:
+(``cirasa.finders.simulation``), runs every finder as its own process exactly as a job would (one core:
 BLAS/OpenMP threads pinned to 1), takes wall time, CPU time and peak RSS from ``os.wait4``, and scores
 the catalogue against the truth with ``cirasa compare`` (1-beam radius; targets: point sources of at
 least 5 sigma).
@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cirasa.common.apps.registry import APPS
-from cirasa.common.catalog import Catalog
-from cirasa.common.compare import compare, load_table, table_from_catalog
-from cirasa.common.simulation import simulate_sky
+from cirasa.finders.catalog import Catalog
+from cirasa.finders.compare import compare, load_table, table_from_catalog
+from cirasa.finders.registry import APPS
+from cirasa.finders.simulation import simulate_sky
 
 RUNNABLE = [name for name, app in APPS.items() if app.runnable_without_container and not app.diagnostic]
 PINNED = {

@@ -27,7 +27,7 @@ import aio_pika
 import httpx
 
 from cirasa.cli.launcher import ProcessStack, free_port, stack_env
-from cirasa.common.imaging import synthetic_image
+from cirasa.finders.imaging import synthetic_image
 
 API = "/caesar/api/v1.0"
 

@@ -18,7 +18,7 @@ from cirasa.cli.runtime import SERVICES, build_service, http_app
 from cirasa.common.bus import MemoryBroker
 from cirasa.common.service import Service
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
-from cirasa.common.store import reset_memory_store
+from cirasa.common.store.memory import reset_memory_store
 
 if TYPE_CHECKING:
     from tests.live import LiveGateway
@@ -160,7 +160,7 @@ async def delete_topology(exchange: str) -> None:
 
 @pytest.fixture
 def fits_image(tmp_path: Path) -> Path:
-    from cirasa.common.imaging import synthetic_image
+    from cirasa.finders.imaging import synthetic_image
 
     path = tmp_path / "sky.fits"
     synthetic_image(path, size=256, n_sources=12, seed=3)

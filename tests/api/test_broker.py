@@ -226,7 +226,8 @@ async def test_offers_expire_on_time_and_give_their_capacity_back(
         await follow(stack, second["meta"]["uuid"], {"EXPIRED"}, timeout_s=10)
         planner = stack.services["planner"]
         await asyncio.sleep(0.1)
-        assert (await planner.db["platforms"].find_one({"_id": "solo"}))["bookings"] == []
+        solo = await planner.db["platforms"].find_one({"_id": "solo"})
+        assert solo is not None and solo["bookings"] == []
         third = (await stack.client.post("/offersets", json=whole)).json()["offers"][0]
         assert abs((start(third) - start(first)).total_seconds()) < 10  # capacity is back: starts now again
     finally:

@@ -113,6 +113,7 @@ async def test_completed_job_resource_parameters_and_results(memory_stack: Stack
     assert job.creation_time <= job.start_time <= job.end_time
     assert job.execution_duration == 1800 and job.destruction is None
     stored = await memory_stack.services["gateway"].db["jobs"].find_one({"_id": job_id})
+    assert stored is not None
     planned = parse_time(stored.get("quote")) or job.start_time + timedelta(seconds=1800)
     assert job.quote is not None and abs(job.quote - planned) < timedelta(milliseconds=1)
     assert isinstance(job.parameters, JobParameters)

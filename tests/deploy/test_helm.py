@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cirasa.common.backends.kubernetes import KubernetesOptions
+from cirasa.backends.kubernetes import KubernetesOptions
 from cirasa.common.settings import PlatformConfig
 
 ROOT = Path(__file__).resolve().parents[2]

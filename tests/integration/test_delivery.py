@@ -106,7 +106,7 @@ async def test_consumer_killed_mid_handler_is_redelivered_and_applied_once(
         assert len(tap.of("JobSubmitted", job_id)) == 1
         assert len(tap.of("OfferMade", job_id)) == 1
         platform = await survivor.db["platforms"].find_one({"_id": "local"})
-        assert platform["bookings"] == []
+        assert platform is not None and platform["bookings"] == []
     finally:
         await survivor.stop()
 

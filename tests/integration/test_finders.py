@@ -16,8 +16,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from cirasa.common.catalog import CATALOG_COLUMNS, read_catalog_json
-from cirasa.common.imaging import TruthSource, synthetic_image
+from cirasa.finders.catalog import CATALOG_COLUMNS, read_catalog_json
+from cirasa.finders.imaging import TruthSource, synthetic_image
 from tests.conftest import API, Stack
 from tests.matching import match_count
 
@@ -32,7 +32,7 @@ NATIVE = {
 
 
 def _run(finder: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", f"cirasa.common.apps.{finder}_finder", *args]
+    command = [sys.executable, "-m", f"cirasa.finders.runners.{finder}", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=180, check=False)
 
 
@@ -133,7 +133,7 @@ def test_pybdsf_needs_a_frequency_and_takes_it_from_the_option(stripped: Path, t
 
 def test_bane_never_gets_more_stripes_than_workers() -> None:
     """The Aegean hang: BANE's barrier waits for one worker per stripe, and its rounding can add a stripe."""
-    from cirasa.common.apps.aegean_finder import bane_stripes
+    from cirasa.finders.runners.aegean import bane_stripes
 
     assert bane_stripes(1000, 2, 19) == 1  # 2 stripes would be 3 (widths of 499 rows): a deadlock
     assert bane_stripes(512, 2, 20) == 2

@@ -31,7 +31,7 @@ async def test_jobs_beyond_capacity_wait_then_run(memory_stack: Stack, fits_imag
         assert status["state"] == "SUCCESS", status
     planner = memory_stack.services["planner"]
     platform = await planner.db["platforms"].find_one({"_id": "local"})
-    assert platform["bookings"] == []
+    assert platform is not None and platform["bookings"] == []
 
 
 async def test_job_too_big_for_every_platform_is_aborted(memory_stack: Stack, fits_image: Path) -> None:

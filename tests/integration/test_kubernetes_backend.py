@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 
-from cirasa.common.backends.base import (
-    CONTAINER_BACKENDS,
+from cirasa.backends.base import (
     BackendStatus,
     BackendUnavailable,
     JobSpec,
     TrackedJob,
-    make_backend,
 )
-from cirasa.common.backends.kubernetes import KubernetesBackend, job_name, label_value
+from cirasa.backends.factory import CONTAINER_BACKENDS, make_backend
+from cirasa.backends.kubernetes import KubernetesBackend, job_name, label_value
 from cirasa.common.events import JobState, Resources
 from cirasa.common.settings import PlatformConfig, Settings
 from tests.fakes.kube_api import FakeKubeApi
@@ -95,7 +94,7 @@ def _spec(tmp_path: Path, image: str | None = None, user: str = "ada.lovelace@ex
     job_dir = tmp_path / "jobs" / "ada_lovelace_example_org" / f"job_{job_id}"
     image_path = tmp_path / "files" / "sky.fits"
     if image is None:
-        argv = ["/venv/bin/python", "-m", "cirasa.common.apps.sep_finder", "--image", str(image_path)]
+        argv = ["/venv/bin/python", "-m", "cirasa.finders.runners.sep", "--image", str(image_path)]
     else:
         argv = ["--seedthr=5", f"--inputfile={image_path}"]
     resources = Resources(cores=2, memory_gib=1.5, duration_s=600)
@@ -199,7 +198,7 @@ def test_submit_creates_a_guarded_job(make: BackendMaker, kube: FakeKubeApi, ns:
     pod_job_dir = f"/data/jobs/ada_lovelace_example_org/job_{spec.job_id}"
     assert container["workingDir"] == pod_job_dir
     assert container["command"] == [
-        "/usr/local/bin/python", "-m", "cirasa.common.apps.sep_finder", "--image", "/data/files/sky.fits",
+        "/usr/local/bin/python", "-m", "cirasa.finders.runners.sep", "--image", "/data/files/sky.fits",
     ]  # fmt: skip
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "2"

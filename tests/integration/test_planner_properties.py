@@ -33,7 +33,7 @@ from cirasa.common.events import (
 )
 from cirasa.common.service import Service
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
-from cirasa.common.store import reset_memory_store
+from cirasa.common.store.memory import reset_memory_store
 from cirasa.planner.calendar import Booking, usage_steps
 from tests.conftest import AMQP_URL, delete_topology
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cirasa.common.catalog import read_catalog_json
-from cirasa.common.imaging import synthetic_image
+from cirasa.finders.catalog import read_catalog_json
+from cirasa.finders.imaging import synthetic_image
 from tests.matching import match_count
 
 pytestmark = pytest.mark.slow
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cirasa.common.apps.sep_finder", *args]
+    command = [sys.executable, "-m", "cirasa.finders.runners.sep", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -15,10 +15,10 @@ from astropy.wcs import WCS
 from typer.testing import CliRunner
 
 from cirasa.cli.main import app
-from cirasa.common.catalog import pixel_angle_to_pa
-from cirasa.common.compare import compare, load_table
-from cirasa.common.imaging import BORDER_PX, FWHM_PER_SIGMA
-from cirasa.common.simulation import TRUTH_COLUMNS, SkySource, simulate_sky, truncated_exponential
+from cirasa.finders.catalog import pixel_angle_to_pa
+from cirasa.finders.compare import compare, load_table
+from cirasa.finders.imaging import BORDER_PX, FWHM_PER_SIGMA
+from cirasa.finders.simulation import TRUTH_COLUMNS, SkySource, simulate_sky, truncated_exponential
 
 NOISE = 20e-6
 BEAM_PX = 15.0 / 4.0
@@ -204,7 +204,7 @@ def test_sep_on_the_campaign_map(tmp_path: Path) -> None:
     image, truth = tmp_path / "sky.fits", tmp_path / "sky.truth.csv"
     simulate_sky(image, size=900, density_per_deg2=2500, seed=0, truth_path=truth)
     run = subprocess.run(
-        [sys.executable, "-m", "cirasa.common.apps.sep_finder", "--image", str(image), "--out-dir", "out"],
+        [sys.executable, "-m", "cirasa.finders.runners.sep", "--image", str(image), "--out-dir", "out"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from cirasa.common.backends.base import BackendStatus, JobSpec, TrackedJob
-from cirasa.common.backends.slurm import SlurmBackend, SlurmOptions
+from cirasa.backends.base import BackendStatus, JobSpec, TrackedJob
+from cirasa.backends.slurm import SlurmBackend, SlurmOptions
 from cirasa.common.events import JobState, Resources
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
 from tests.conftest import AMQP_URL, API, start_stack, stop_stack

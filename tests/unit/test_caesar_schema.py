@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cirasa.common.apps.registry import APPS, OptionError
+from cirasa.finders.registry import APPS, OptionError
 
 CAESAR = APPS["caesar"]
 FLAG_KEYS = {"mandatory", "type", "description", "advanced", "category", "subcategory", "enum"}

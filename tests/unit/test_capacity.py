@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from cirasa.common.settings import PlatformConfig
-from cirasa.common.store import memory_client
+from cirasa.common.store.memory import memory_client
 from cirasa.planner.calendar import Booking, Calendar, free_at, usage_steps
 from cirasa.planner.capacity import CapacityBook
 

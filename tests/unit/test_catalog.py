@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.table import Table
 from pydantic import ValidationError
 
-from cirasa.common.catalog import (
+from cirasa.finders.catalog import (
     CATALOG_COLUMNS,
     Catalog,
     CatalogSource,
@@ -18,7 +18,7 @@ from cirasa.common.catalog import (
     write_preview_png,
     write_products,
 )
-from cirasa.common.imaging import synthetic_header
+from cirasa.finders.imaging import synthetic_header
 
 
 def _source(i: int, **extra: object) -> CatalogSource:

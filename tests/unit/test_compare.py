@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cirasa.cli.main import app
-from cirasa.common.catalog import Catalog, CatalogSource
-from cirasa.common.compare import (
+from cirasa.finders.catalog import Catalog, CatalogSource
+from cirasa.finders.compare import (
     CompareError,
     MergedCatalog,
     compare,
@@ -20,7 +20,7 @@ from cirasa.common.compare import (
     match,
     merge,
 )
-from cirasa.common.imaging import TruthSource, write_truth_csv
+from cirasa.finders.imaging import TruthSource, write_truth_csv
 
 RA0, DEC0 = 150.0, -30.0
 ARCSEC = 1.0 / 3600.0
@@ -145,7 +145,7 @@ def test_closest_pair_first(tmp_path: Path) -> None:
 
 def test_catalog_against_catalog_and_csv(scenario: tuple[Path, Path], tmp_path: Path) -> None:
     catalog, _ = scenario
-    from cirasa.common.catalog import read_catalog_json, write_products
+    from cirasa.finders.catalog import read_catalog_json, write_products
 
     paths = write_products(read_catalog_json(catalog), tmp_path / "out", "sky")
     same = compare(load_table(paths["csv"]), load_table(catalog))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from cirasa.common.imaging import BORDER_PX, TruthSource, synthetic_image, write_truth_csv
+from cirasa.finders.imaging import BORDER_PX, TruthSource, synthetic_image, write_truth_csv
 
 
 def test_header_shape_and_dtype(tmp_path: Path) -> None:

@@ -16,14 +16,14 @@ from typing import TypeVar
 
 import pytest
 
-from cirasa.common.backends import local
-from cirasa.common.backends.local import (
+from cirasa.backends import local
+from cirasa.backends.local import (
     LocalJobStatus,
     read_local_status,
     request_local_cancel,
     start_local_job,
 )
-from cirasa.common.backends.local_runner import (
+from cirasa.backends.local_runner import (
     CONTROL_DIR,
     HEARTBEAT_FILE,
     SUBMITTED_FILE,
@@ -252,7 +252,8 @@ def test_invalid_arguments(job_dir: Path) -> None:
 
 
 def test_backend_adapter(job_dir: Path) -> None:
-    from cirasa.common.backends.base import JobSpec, TrackedJob, make_backend
+    from cirasa.backends.base import JobSpec, TrackedJob
+    from cirasa.backends.factory import make_backend
     from cirasa.common.events import JobState, Resources
     from cirasa.common.settings import Settings
 

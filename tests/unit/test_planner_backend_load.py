@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from cirasa.backends import factory
 from cirasa.cli.runtime import build_service
-from cirasa.common.backends import base
 from cirasa.common.bus import MemoryBroker
 from cirasa.common.events import ResourceRequest, TaskProposed, utcnow
 from cirasa.common.settings import PlatformConfig, Settings
@@ -30,7 +30,7 @@ class FakeCluster:
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCluster]:
     fake = FakeCluster()
-    monkeypatch.setitem(base.FACTORIES, "slurm", lambda platform, settings: fake)
+    monkeypatch.setitem(factory.FACTORIES, "slurm", lambda platform, settings: fake)
     yield fake
 
 

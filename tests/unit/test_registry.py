@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cirasa.common.apps.registry import APPS, Option, OptionError
+from cirasa.finders.registry import APPS, Option, OptionError
 
 SEP = APPS["sep"]
 
@@ -55,7 +55,7 @@ def test_unknown_options_are_reported() -> None:
 
 def test_argv_is_a_list_in_declaration_order() -> None:
     argv = SEP.build_argv({"no-clean": True, "seedthr": 4.0, "no-preview": False}, "/data/u/x.fits")
-    assert argv[:3] == [sys.executable, "-m", "cirasa.common.apps.sep_finder"]
+    assert argv[:3] == [sys.executable, "-m", "cirasa.finders.runners.sep"]
     assert argv[3:] == ["--seedthr=4.0", "--no-clean", "--image", "/data/u/x.fits", "--out-dir", "."]
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from cirasa.backends import factory
 from cirasa.cli.runtime import build_service
-from cirasa.common.backends import base
 from cirasa.common.bus import MemoryBroker
 from cirasa.common.events import InputFile, JobDispatched, JobSubmitted, Resources
 from cirasa.common.settings import Settings
@@ -38,7 +38,7 @@ async def test_racing_deliveries_submit_once(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     backend = SlowBackend()
-    monkeypatch.setitem(base.FACTORIES, "local", lambda platform, s: backend)
+    monkeypatch.setitem(factory.FACTORIES, "local", lambda platform, s: backend)
     (settings.data_dir / "anonymous").mkdir(parents=True)
     (settings.data_dir / "anonymous" / "x.fits").write_bytes(b"SIMPLE")
     broker = MemoryBroker()

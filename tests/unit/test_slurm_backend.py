@@ -16,16 +16,14 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from cirasa.common.backends.base import (
-    CONTAINER_BACKENDS,
-    FACTORIES,
+from cirasa.backends.base import (
     BackendUnavailable,
     JobSpec,
     TrackedJob,
-    make_backend,
 )
-from cirasa.common.backends.local_runner import THREAD_ENV_VARS
-from cirasa.common.backends.slurm import (
+from cirasa.backends.factory import CONTAINER_BACKENDS, FACTORIES, make_backend
+from cirasa.backends.local_runner import THREAD_ENV_VARS
+from cirasa.backends.slurm import (
     SlurmAuthError,
     SlurmBackend,
     SlurmError,
@@ -153,7 +151,7 @@ def spec(tmp_path: Path, job_id: str = "abc123", **kw: Any) -> JobSpec:
         "argv": [
             sys.executable,
             "-m",
-            "cirasa.common.apps.sep_finder",
+            "cirasa.finders.runners.sep",
             "--seedthr=5",
             "--image",
             str((tmp_path / "data" / "alice" / "sky.fits").resolve()),

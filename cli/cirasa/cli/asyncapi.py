@@ -9,7 +9,7 @@ from faststream.specification import AsyncAPI
 from cirasa.cli.runtime import SERVICES
 from cirasa.common.bus import RabbitBus
 from cirasa.common.settings import Settings
-from cirasa.common.store import memory_client
+from cirasa.common.store.memory import memory_client
 
 
 def build_docs_app() -> FastStream:

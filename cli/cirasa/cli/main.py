@@ -75,7 +75,7 @@ def demo(
     """The main job, end to end, with nothing external: simulate a radio map, start the platform in
     memory, upload the map, run a source finder, and print the catalogue it found."""
     from cirasa.cli.runtime import SERVICES, run
-    from cirasa.common.imaging import synthetic_image
+    from cirasa.finders.imaging import synthetic_image
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -307,8 +307,8 @@ def simulate(
     With --density, the CIRASA test-campaign sky: exponential fluxes from 50 µJy to 1 Jy, extended
     sources of 1-3 beams, beam-correlated noise, sources 2 beams apart; otherwise --sources point sources
     with log-uniform peaks on white noise."""
-    from cirasa.common.imaging import synthetic_image, write_truth_csv
-    from cirasa.common.simulation import simulate_sky
+    from cirasa.finders.imaging import synthetic_image, write_truth_csv
+    from cirasa.finders.simulation import simulate_sky
 
     noise_jy = noise_ujy / 1e6
     started = time.perf_counter()
@@ -383,8 +383,8 @@ def compare(
     Matching is on the sky, one to one, closest pair first. Completeness counts the reference point
     sources with peak >= snr-min x noise; reliability, false and duplicate detections count all
     detections; offsets and peak ratios are medians over the matched pairs."""
-    from cirasa.common.compare import CompareError, load_table
-    from cirasa.common.compare import compare as compare_tables
+    from cirasa.finders.compare import CompareError, load_table
+    from cirasa.finders.compare import compare as compare_tables
 
     try:
         result = compare_tables(
@@ -436,8 +436,8 @@ def merge(
 
     Each merged source lists the finders that found it, with their identifiers and fluxes, and sits
     at the mean of their positions."""
-    from cirasa.common.compare import CompareError, load_table
-    from cirasa.common.compare import merge as merge_tables
+    from cirasa.finders.compare import CompareError, load_table
+    from cirasa.finders.compare import merge as merge_tables
 
     if len(catalogs) < 2:
         console.print("[red]give at least two catalogues to merge[/]")

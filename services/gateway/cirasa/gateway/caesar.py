@@ -18,8 +18,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
-from cirasa.common.apps.registry import APPS, OptionError, get_app
 from cirasa.common.events import TERMINAL_STATES, JobState
+from cirasa.finders.registry import APPS, OptionError, get_app
 from cirasa.gateway.archive import build_job_archive
 from cirasa.gateway.auth import current_user
 from cirasa.gateway.service import Gateway, NewJob

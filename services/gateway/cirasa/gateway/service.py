@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from cirasa.common.apps.registry import App
 from cirasa.common.events import (
     TERMINAL_STATES,
     CancelRequested,
@@ -35,6 +34,7 @@ from cirasa.common.events import (
 from cirasa.common.outbox import outbox_entries, outbox_push
 from cirasa.common.paths import safe_user
 from cirasa.common.service import Service
+from cirasa.finders.registry import App
 from cirasa.gateway.broker.state import INDEXES as BROKER_INDEXES
 from cirasa.gateway.broker.state import OFFERSETS, SESSIONS, BrokerState
 from cirasa.gateway.uploads import ReceivedFile

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from pymongo import ASCENDING, IndexModel
 
-from cirasa.common.backends.base import Backend, BackendStatus, BackendUnavailable, TrackedJob, make_backend
+from cirasa.backends.base import Backend, BackendStatus, BackendUnavailable, TrackedJob
+from cirasa.backends.factory import make_backend
 from cirasa.common.events import (
     CancelRequested,
     Event,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cirasa.common.apps.registry import get_app
-from cirasa.common.backends.base import CONTAINER_BACKENDS, FACTORIES
+from cirasa.backends.factory import CONTAINER_BACKENDS, FACTORIES
 from cirasa.common.events import ResourceRequest, Resources, TaskProposed
 from cirasa.common.settings import PlatformConfig
+from cirasa.finders.registry import get_app
 
 CONTAINER_KINDS = ("docker-container", "singularity-container")
 

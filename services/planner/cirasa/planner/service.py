@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from cirasa.common.backends.base import BackendUnavailable, make_backend
+from cirasa.backends.base import BackendUnavailable
+from cirasa.backends.factory import make_backend
 from cirasa.common.events import (
     CancelRequested,
     Event,

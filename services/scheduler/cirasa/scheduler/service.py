@@ -13,13 +13,14 @@ from typing import Any, ClassVar
 
 from pymongo import ReturnDocument
 
-from cirasa.common.apps.registry import get_app
-from cirasa.common.backends.base import Backend, BackendUnavailable, JobSpec, TrackedJob, make_backend
+from cirasa.backends.base import Backend, BackendUnavailable, JobSpec, TrackedJob
+from cirasa.backends.factory import make_backend
 from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, as_utc, utcnow
 from cirasa.common.metrics import BACKEND_ERRORS
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import job_dir_for, resolve_under
 from cirasa.common.service import Loop, Service, every
+from cirasa.finders.registry import get_app
 
 DISPATCHES = "dispatches"
 WAITING = ("SUBMITTING", "CANCEL_BEFORE_START")  # not yet handed to a backend
@@ -70,6 +71,7 @@ class Scheduler(Service):
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert doc is not None  # upserted
         if not_before <= utcnow() + timedelta(seconds=0.5) and await self._claim(ev.job_id):
             await self._dispatch(ev, doc)
         # otherwise the offer starts later (or another delivery is on it): dispatch_due starts it
@@ -202,6 +204,7 @@ class Scheduler(Service):
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert doc is not None  # upserted
         if doc["state"] == "DISPATCHED":
             await self._cancel_backend(doc)
 

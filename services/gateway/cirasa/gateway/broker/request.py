@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from cirasa.common.apps.registry import OptionError, get_app
 from cirasa.common.events import ResourceRequest, utcnow
+from cirasa.finders.registry import OptionError, get_app
 from cirasa.gateway.broker import kinds
 
 MAX_BODY = 1024 * 1024

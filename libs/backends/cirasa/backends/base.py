@@ -1,0 +1,66 @@
+"""The interface every compute backend offers the scheduler and the monitor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from cirasa.common.events import JobState, Resources
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the scheduler asks a backend to run.
+
+    ``argv`` is the command for a Python-runner app; for a container app it is the argument list
+    given to the image's entrypoint and ``image`` names the image (docker reference or .sif path).
+    """
+
+    job_id: str
+    user: str
+    app: str
+    argv: list[str]
+    job_dir: Path
+    resources: Resources
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What a backend says about one job; ``state`` uses our vocabulary."""
+
+    state: JobState
+    status: str
+    exit_code: int = -1
+    elapsed_s: float = 0.0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TrackedJob:
+    job_id: str
+    backend_job_id: str | None
+    job_dir: Path
+
+
+class Backend(Protocol):
+    kind: str
+
+    def submit(self, spec: JobSpec) -> str:
+        """Start the job at most once (idempotent per job id); return the backend's job id."""
+        ...
+
+    def cancel(self, job: TrackedJob) -> None: ...
+
+    def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, BackendStatus | None]:
+        """States of many jobs in one go; None for a job the backend does not know (vanished)."""
+        ...
+
+
+class BackendUnavailable(RuntimeError):
+    """The platform's backend type is not implemented or not reachable."""

@@ -1,0 +1,1 @@
+"""What jobs are: app specs and registry, runnable finders, catalogues, simulation, compare and merge."""

@@ -1,0 +1,307 @@
+"""Source finding with sep (Source Extractor as a library).
+
+``python -m cirasa.finders.runners.sep --image PATH --out-dir DIR`` writes the standard catalogue
+products (``cirasa.finders.catalog``) and prints a one-line JSON summary. Bad input exits with code 2 and
+one line on stderr; any other failure exits with code 1, also without a traceback.
+"""
+
+import os
+
+# A job gets the cores the scheduler reserved: keep numerical libraries single-threaded unless the caller
+# chose otherwise. This must run before numpy is first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("VECLIB_MAXIMUM_THREADS", "1")
+os.environ.setdefault("NUMEXPR_NUM_THREADS", "1")
+
+import argparse
+import json
+import math
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sep
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from cirasa.finders.catalog import (
+    Catalog,
+    CatalogSource,
+    pixel_angle_to_pa,
+    write_preview_png,
+    write_products,
+)
+from cirasa.finders.imaging import FWHM_PER_SIGMA
+
+FINDER = "sep"
+_FITS_SUFFIXES = (".fits", ".fit", ".fts")
+_COMPRESSION_SUFFIXES = (".gz", ".fz", ".bz2")
+_MIN_PIXSTACK = 300_000  # sep's default
+
+
+class InputError(Exception):
+    """The input image cannot be used; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class Image:
+    data: np.ndarray  # 2-D, as stored (may hold NaN blanks)
+    header: fits.Header
+    wcs: WCS  # celestial, 2 axes matching ``data``
+
+
+@dataclass(frozen=True)
+class Options:
+    seedthr: float = 5.0
+    minarea: int = 5
+    deblend_cont: float = 0.005
+    clean: bool = True
+
+
+def _plane_axes_match(shape: tuple[int, ...], wcs: WCS) -> bool:
+    """True when the non-degenerate data axes are exactly the celestial ones (FITS axes run reversed)."""
+    fits_axes = {len(shape) - 1 - i for i, n in enumerate(shape) if n != 1}
+    return fits_axes == {wcs.wcs.lng, wcs.wcs.lat}
+
+
+def load_image(path: Path) -> Image:
+    """First HDU whose data squeeze to 2-D, with its celestial WCS."""
+    if not path.is_file():
+        raise InputError(f"image not found: {path.name}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                for hdu in hdul:
+                    if not hdu.is_image or hdu.data is None:
+                        continue
+                    data = np.asarray(hdu.data)
+                    if np.squeeze(data).ndim == 2:
+                        return _with_wcs(data, hdu.header)
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"not a readable FITS file: {path.name} ({exc})") from None
+    raise InputError(f"no 2-D image data in {path.name}")
+
+
+def _with_wcs(data: np.ndarray, header: fits.Header) -> Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header)
+    except Exception as exc:  # astropy raises several unrelated types for broken WCS keywords
+        raise InputError(f"invalid WCS in the image header: {exc}") from None
+    if not wcs.has_celestial:
+        raise InputError("the image has no celestial WCS (RA/Dec axes)")
+    if not _plane_axes_match(data.shape, wcs):
+        raise InputError("the image's 2-D plane is not its RA/Dec plane")
+    return Image(np.squeeze(data), header, wcs.celestial)
+
+
+def _beam_area_px(header: fits.Header, pixel_deg: float) -> float | None:
+    """Area of the Gaussian beam in pixels, or None without BMAJ/BMIN."""
+    try:
+        bmaj, bmin = float(header["BMAJ"]), float(header["BMIN"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (bmaj > 0 and bmin > 0):
+        return None
+    return math.pi / (4 * math.log(2)) * (bmaj / pixel_deg) * (bmin / pixel_deg)
+
+
+def _islands(segmap: np.ndarray, n: int) -> np.ndarray:
+    """Island number (1-based, in order of first appearance) of each object: deblended objects whose
+    segments touch (8-connectivity) share an island."""
+    parent = list(range(n + 1))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    neighbours = (
+        (segmap[:, :-1], segmap[:, 1:]),
+        (segmap[:-1, :], segmap[1:, :]),
+        (segmap[:-1, :-1], segmap[1:, 1:]),
+        (segmap[:-1, 1:], segmap[1:, :-1]),
+    )
+    for a, b in neighbours:
+        touch = (a != b) & (a > 0) & (b > 0)
+        if touch.any():
+            for i, j in np.unique(np.stack([a[touch], b[touch]], axis=1), axis=0).tolist():
+                parent[root(int(i))] = root(int(j))
+    numbers: dict[int, int] = {}
+    return np.array([numbers.setdefault(root(k), len(numbers) + 1) for k in range(1, n + 1)], dtype=int)
+
+
+def find_sources(image: Image, options: Options) -> list[CatalogSource]:
+    """Background-subtract, extract and convert sep objects to catalogue rows."""
+    data = np.array(image.data, dtype=np.float32, order="C", copy=True)  # native byte order, writable
+    blank = ~np.isfinite(data)
+    mask = blank if blank.any() else None
+    data[blank] = 0.0
+    finite = data[~blank]
+    if finite.size == 0:
+        raise InputError("the image has no finite pixels")
+    if finite.min() == finite.max():
+        raise InputError("the image is constant: no noise to set a threshold against")
+    bkg = sep.Background(data, mask=mask)
+    bkg.subfrom(data)
+    rms = float(bkg.globalrms)
+    if not (math.isfinite(rms) and rms > 0):
+        raise InputError("the image background rms is zero: no noise to set a threshold against")
+    sep.set_extract_pixstack(max(_MIN_PIXSTACK, data.size // 10))
+    objects, segmap = sep.extract(
+        data,
+        thresh=options.seedthr,
+        err=rms,
+        mask=mask,
+        minarea=options.minarea,
+        deblend_cont=options.deblend_cont,
+        clean=options.clean,
+        segmentation_map=True,
+    )
+    n = len(objects)
+    if n == 0:
+        return []
+
+    pixel_deg = float(np.mean(proj_plane_pixel_scales(image.wcs)))
+    pixel_arcsec = pixel_deg * 3600.0
+    x, y = objects["x"].astype(float), objects["y"].astype(float)
+    ra, dec = image.wcs.all_pix2world(x, y, 0)
+    pa = pixel_angle_to_pa(image.wcs, x, y, objects["theta"].astype(float))
+    beam_area = _beam_area_px(image.header, pixel_deg)
+    island = _islands(segmap, n)
+    order = np.argsort(island, kind="stable")
+
+    sources: list[CatalogSource] = []
+    component_of: dict[int, int] = {}
+    for i in order.tolist():
+        obj = objects[i]
+        isl = int(island[i])
+        k = component_of[isl] = component_of.get(isl, 0) + 1
+        peak = float(obj["peak"])
+        int_flux = int_err = None
+        if beam_area is not None:
+            int_flux = float(obj["flux"]) / beam_area
+            # noise is correlated over a beam: var(sum) ~ rms^2 * npix * beam_area
+            int_err = rms * math.sqrt(float(obj["npix"]) / beam_area)
+        sources.append(
+            CatalogSource(
+                source_id=f"S{isl}",
+                component_id=f"S{isl}c{k}",
+                island_id=isl,
+                ra_deg=float(ra[i]),
+                dec_deg=float(dec[i]),
+                ra_err_arcsec=math.sqrt(max(float(obj["errx2"]), 0.0)) * pixel_arcsec,
+                dec_err_arcsec=math.sqrt(max(float(obj["erry2"]), 0.0)) * pixel_arcsec,
+                x_pix=float(x[i]),
+                y_pix=float(y[i]),
+                peak_flux_jy=peak,
+                peak_flux_err_jy=rms,
+                int_flux_jy=int_flux,
+                int_flux_err_jy=int_err,
+                maj_arcsec=FWHM_PER_SIGMA * float(obj["a"]) * pixel_arcsec,
+                min_arcsec=FWHM_PER_SIGMA * float(obj["b"]) * pixel_arcsec,
+                pa_deg=float(pa[i]),
+                snr=peak / rms,
+                finder=FINDER,
+            )
+        )
+    return sources
+
+
+def product_base(path: Path) -> str:
+    """The image name without FITS / compression suffixes, reduced to characters safe in file names."""
+    name = path.name
+    for suffixes in (_COMPRESSION_SUFFIXES, _FITS_SUFFIXES):
+        for suffix in suffixes:
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip("._+-")
+    return name or "image"
+
+
+def run(image_path: Path, out_dir: Path, options: Options, preview: bool) -> dict[str, object]:
+    image = load_image(image_path)
+    catalog = Catalog(
+        finder=FINDER,
+        finder_version=str(sep.__version__),
+        options={
+            "seedthr": options.seedthr,
+            "minarea": options.minarea,
+            "deblend_cont": options.deblend_cont,
+            "clean": options.clean,
+        },
+        image=image_path.name,
+        sources=find_sources(image, options),
+    )
+    base = product_base(image_path)
+    products = list(write_products(catalog, out_dir, base).values())
+    if preview:
+        png = out_dir / f"plot_{base}.png"
+        products.append(write_preview_png(image.data, image.wcs.to_header(), catalog, png))
+    return {"n_sources": len(catalog.sources), "products": [p.name for p in products]}
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sep_finder", description="Find sources in a FITS image with sep.")
+    parser.add_argument("--image", type=Path, required=True, help="input FITS image")
+    parser.add_argument("--out-dir", type=Path, required=True, help="directory for the products")
+    parser.add_argument("--seedthr", type=_positive_float, default=5.0, help="threshold in background rms")
+    parser.add_argument("--minarea", type=_positive_int, default=5, help="minimum pixels per object")
+    parser.add_argument("--deblend-cont", type=_fraction, default=0.005, help="deblending contrast ratio")
+    parser.add_argument("--no-clean", action="store_true", help="skip cleaning of spurious detections")
+    parser.add_argument("--no-preview", action="store_true", help="do not draw the preview PNG")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = Options(args.seedthr, args.minarea, args.deblend_cont, not args.no_clean)
+    try:
+        summary = run(args.image, args.out_dir, options, preview=not args.no_preview)
+    except InputError as exc:
+        print(f"sep_finder: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one line for the job log, not a traceback
+        message = " ".join(str(exc).split()) or "no details"
+        print(f"sep_finder: failed: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
