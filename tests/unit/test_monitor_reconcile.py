@@ -37,7 +37,7 @@ async def test_stuck_jobs_are_ended(settings: Settings) -> None:
     monitor = build_service("monitor", settings, MemoryBroker())
     assert isinstance(monitor, Monitor)
     long_ago = utcnow() - timedelta(hours=2)
-    await monitor.jobs.insert_many(
+    await monitor.jobs.raw.insert_many(
         [
             job("never-dispatched", dispatched=False, submitted_at=long_ago, not_before=long_ago),
             job("never-started", dispatched=True, dispatched_at=utcnow() - timedelta(seconds=10)),
@@ -46,7 +46,7 @@ async def test_stuck_jobs_are_ended(settings: Settings) -> None:
         ]
     )
     await monitor.reconcile()
-    states = {d["_id"]: (d["state"], d.get("status", "")) async for d in monitor.jobs.find({})}
+    states = {d.id: (d.state, d.status or "") async for d in monitor.jobs.find({})}
     assert states["never-dispatched"][0] == "FAILURE" and "not dispatched" in states["never-dispatched"][1]
     assert states["never-started"] == ("FAILURE", "Job did not start within 5 s of dispatch")
     assert states["started-recently"][0] == "PENDING"

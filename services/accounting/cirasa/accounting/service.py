@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from pymongo import ASCENDING, IndexModel
 
+from cirasa.accounting.documents import ALL_USERS, FILES, JOBS, USAGE, AccountedFile, AccountedJob, Usage
 from cirasa.common.events import (
     FileDeleted,
     FileUploaded,
@@ -29,10 +30,9 @@ from cirasa.common.events import (
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import safe_user
 from cirasa.common.service import Loop, Service, every
+from cirasa.common.store.documents import Documents
 
-JOBS, FILES, USAGE = "jobs", "files", "usage"
 JOBSIZE_REFRESH_S = 60.0
-ALL_USERS = "*"
 
 _STATE_FIELDS = {
     JobState.SUCCESS.value: "njobs_completed",
@@ -49,7 +49,9 @@ class Accounting(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.jobs, self.files, self.usage = self.db[JOBS], self.db[FILES], self.db[USAGE]
+        self.jobs = Documents(self.db[JOBS], AccountedJob)
+        self.files = Documents(self.db[FILES], AccountedFile)
+        self.usage = Documents(self.db[USAGE], Usage)
         self._jobsizes: dict[str, tuple[float, float]] = {}
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
@@ -82,7 +84,7 @@ class Accounting(Service):
         await self._count_job(ev.job_id, ev.user, ev.app)
 
     async def _count_job(self, job_id: str, user: str, app: str) -> None:
-        await self.jobs.update_one(
+        await self.jobs.update(
             {"_id": job_id},
             {
                 "$set": {"user": user, "app": app},
@@ -93,10 +95,10 @@ class Accounting(Service):
         await self._mark_dirty(user)
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
-        await self.jobs.update_one(
+        await self.jobs.update(
             {"_id": ev.job_id}, {"$setOnInsert": {"seq": 0, "user": ev.user, "app": ev.app}}, upsert=True
         )
-        result = await self.jobs.update_one(
+        applied = await self.jobs.update(
             {
                 "_id": ev.job_id,
                 "seq": {"$lt": ev.seq},
@@ -104,11 +106,11 @@ class Accounting(Service):
             },
             {"$set": {"state": ev.state.value, "seq": ev.seq, "elapsed_s": max(ev.elapsed_s, 0.0)}},
         )
-        if result.modified_count:
+        if applied:
             await self._mark_dirty(ev.user)
 
     async def on_file_uploaded(self, ev: FileUploaded) -> None:
-        await self.files.update_one(
+        await self.files.update(
             {"_id": ev.file_id},
             {"$setOnInsert": {"user": ev.user, "size_bytes": ev.size_bytes, "deleted": False}},
             upsert=True,
@@ -116,7 +118,7 @@ class Accounting(Service):
         await self._mark_dirty(ev.user)
 
     async def on_file_deleted(self, ev: FileDeleted) -> None:
-        await self.files.update_one(
+        await self.files.update(
             {"_id": ev.file_id},
             {"$set": {"user": ev.user, "size_bytes": ev.size_bytes, "deleted": True}},
             upsert=True,
@@ -125,21 +127,19 @@ class Accounting(Service):
 
     async def _mark_dirty(self, user: str) -> None:
         for who in (user, ALL_USERS):
-            await self.usage.update_one(
+            await self.usage.update(
                 {"_id": who}, {"$set": {"dirty": True}, "$setOnInsert": {"outbox": []}}, upsert=True
             )
 
     async def publish_dirty(self) -> None:
-        async for doc in self.usage.find({"dirty": True}, {"_id": 1}):
-            who = doc["_id"]
+        async for doc in self.usage.find({"dirty": True}):
+            who = doc.id
             # clear the flag first: an event landing while we compute marks it dirty again
-            await self.usage.update_one({"_id": who}, {"$set": {"dirty": False}})
+            await self.usage.update({"_id": who}, {"$set": {"dirty": False}})
             usage = await (self.platform_usage() if who == ALL_USERS else self.user_usage(who))
             event = UsageUpdated(producer=self.name, correlation_id=f"usage:{who}", user=who, usage=usage)
-            await self.usage.update_one(
-                {"_id": who}, {"$set": {"current": usage}, "$push": outbox_push([event])}
-            )
-            await self.relay.flush(self.usage, who)
+            await self.usage.update({"_id": who}, {"$set": {"current": usage}, "$push": outbox_push([event])})
+            await self.relay.flush(self.usage.raw, who)
 
     async def user_usage(self, user: str) -> dict[str, Any]:
         out = await self._job_counts({"user": user})
@@ -150,7 +150,7 @@ class Accounting(Service):
 
     async def platform_usage(self) -> dict[str, Any]:
         out = await self._job_counts({})
-        out["nusers"] = await self.usage.count_documents({"_id": {"$ne": ALL_USERS}})
+        out["nusers"] = await self.usage.count({"_id": {"$ne": ALL_USERS}})
         out["datasize"] = await self._datasize({"deleted": False})
         out["jobsize"] = await self._jobsize(ALL_USERS, self.settings.jobs_dir)
         out["totsize"] = round(out["datasize"] + out["jobsize"], 3)
@@ -161,7 +161,7 @@ class Accounting(Service):
 
     async def _job_counts(self, match: dict[str, Any]) -> dict[str, Any]:
         """Counts and runtimes by state, summed by the store (a few rows back, whatever the job count)."""
-        cursor = await self.jobs.aggregate(
+        cursor = await self.jobs.raw.aggregate(
             [
                 {"$match": match},
                 {"$group": {"_id": "$state", "n": {"$sum": 1}, "elapsed": {"$sum": "$elapsed_s"}}},
@@ -183,7 +183,7 @@ class Accounting(Service):
         return out
 
     async def _datasize(self, match: dict[str, Any]) -> float:
-        cursor = await self.files.aggregate(
+        cursor = await self.files.raw.aggregate(
             [{"$match": match}, {"$group": {"_id": None, "b": {"$sum": "$size_bytes"}}}]
         )
         rows = await cursor.to_list()

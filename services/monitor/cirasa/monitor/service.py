@@ -33,9 +33,8 @@ from cirasa.common.metrics import BACKEND_ERRORS, JOB_TRANSITIONS, JOBS_ACTIVE, 
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import resolve_under
 from cirasa.common.service import Loop, Service, every
-
-JOBS = "jobs"
-ACTIVE = [JobState.PENDING.value, JobState.RUNNING.value]
+from cirasa.common.store.documents import Documents
+from cirasa.monitor.documents import ACTIVE, JOBS, MonitoredJob
 
 
 class Monitor(Service):
@@ -44,7 +43,7 @@ class Monitor(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.jobs = self.db[JOBS]
+        self.jobs = Documents(self.db[JOBS], MonitoredJob)
         self._backends: dict[str, Backend] = {}
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
@@ -66,7 +65,7 @@ class Monitor(Service):
     # --- handlers -------------------------------------------------------------------------
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
-        await self.jobs.update_one(
+        await self.jobs.update(
             {"_id": ev.job_id},
             {
                 "$set": {
@@ -78,14 +77,14 @@ class Monitor(Service):
                     "submitted_at": ev.occurred_at,
                     "not_before": max(as_utc(ev.start), ev.occurred_at) if ev.start else ev.occurred_at,
                 },
-                "$setOnInsert": self._new_job(),
+                "$setOnInsert": {**MonitoredJob.on_insert(), "dispatched": False},
             },
             upsert=True,
         )
 
     async def on_job_dispatched(self, ev: JobDispatched) -> None:
         """Dispatch news may overtake JobSubmitted (different queues): both upsert."""
-        await self.jobs.update_one(
+        doc = await self.jobs.update_and_get(
             {"_id": ev.job_id},
             {
                 "$set": {
@@ -98,17 +97,16 @@ class Monitor(Service):
                     "duration_s": ev.duration_s,
                     "dispatched_at": ev.occurred_at,
                 },
-                "$setOnInsert": {k: v for k, v in self._new_job().items() if k != "dispatched"},
+                "$setOnInsert": MonitoredJob.on_insert(),
             },
             upsert=True,
         )
-        doc = await self.jobs.find_one({"_id": ev.job_id})
         if doc is None:
             return
         if ev.error:
             state = JobState.CANCELED if ev.canceled else JobState.FAILURE
             await self.transition(doc, BackendStatus(state, ev.error, exit_code=-1), ev)
-        elif doc["state"] in (s.value for s in JobState if s.is_terminal):
+        elif doc.state in (s.value for s in JobState if s.is_terminal):
             # we already gave up on this job (reconciliation); do not let it run unaccounted
             await self.bus.publish(
                 CancelRequested(
@@ -117,28 +115,18 @@ class Monitor(Service):
                     causation_id=ev.event_id,
                     user=ev.user,
                     job_id=ev.job_id,
-                    reason=f"Job was already {doc['state']} when it was dispatched",
+                    reason=f"Job was already {doc.state} when it was dispatched",
                 )
             )
-
-    @staticmethod
-    def _new_job() -> dict[str, Any]:
-        return {
-            "state": JobState.PENDING.value,
-            "seq": 0,
-            "dispatched": False,
-            "outbox": [],
-            "created_at": utcnow(),
-        }
 
     # --- polling --------------------------------------------------------------------------
 
     async def poll(self) -> None:
-        by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_platform: dict[str, list[MonitoredJob]] = defaultdict(list)
         counts: dict[tuple[str, str], int] = defaultdict(int)
         async for doc in self.jobs.find({"state": {"$in": ACTIVE}, "dispatched": True}):
-            by_platform[doc["platform"]].append(doc)
-            counts[(doc.get("platform") or "?", doc["state"])] += 1
+            by_platform[doc.platform or "?"].append(doc)
+            counts[(doc.platform or "?", doc.state)] += 1
         for (platform, state), n in counts.items():
             JOBS_ACTIVE.labels(platform, state).set(n)
         for platform, docs in by_platform.items():
@@ -156,7 +144,7 @@ class Monitor(Service):
                 self.log.warning("backend.poll_failed", platform=platform, error=repr(exc))
                 continue
             for doc in docs:
-                status = statuses.get(doc["_id"])
+                status = statuses.get(doc.id)
                 if status is None:
                     await self.transition(
                         doc,
@@ -164,7 +152,7 @@ class Monitor(Service):
                             JobState.FAILURE, "Job vanished from its backend (no record of it is left)"
                         ),
                     )
-                elif status.state.value != doc["state"]:
+                elif status.state.value != doc.state:
                     await self.transition(doc, status)
 
     async def reconcile(self) -> None:
@@ -173,8 +161,8 @@ class Monitor(Service):
         cfg = self.settings.monitor
         async for doc in self.jobs.find({"state": {"$in": ACTIVE}}):
             # a job offered for later is not late before its start
-            created = as_utc(doc.get("not_before") or doc.get("submitted_at") or doc["created_at"])
-            if not doc.get("dispatched") and now - created > timedelta(seconds=cfg.submit_timeout_s):
+            created = as_utc(doc.not_before or doc.submitted_at or doc.created_at or now)
+            if not doc.dispatched and now - created > timedelta(seconds=cfg.submit_timeout_s):
                 await self.transition(
                     doc,
                     BackendStatus(
@@ -182,10 +170,10 @@ class Monitor(Service):
                         f"Job was not dispatched by the scheduler within {cfg.submit_timeout_s:g} s",
                     ),
                 )
-            elif doc["state"] == JobState.RUNNING.value and doc.get("started_at"):
-                limit = timedelta(seconds=doc.get("duration_s", 0) + 60)
-                if now - as_utc(doc["started_at"]) > limit:
-                    await asyncio.to_thread(self._backend(doc["platform"]).cancel, self._tracked(doc))
+            elif doc.state == JobState.RUNNING.value and doc.started_at:
+                limit = timedelta(seconds=doc.duration_s + 60)
+                if now - as_utc(doc.started_at) > limit:
+                    await asyncio.to_thread(self._backend(doc.platform).cancel, self._tracked(doc))
                     await self.transition(
                         doc,
                         BackendStatus(
@@ -195,12 +183,12 @@ class Monitor(Service):
                         ),
                     )
             elif (
-                doc["state"] == JobState.PENDING.value
-                and doc.get("dispatched_at")
-                and now - as_utc(doc["dispatched_at"]) > timedelta(seconds=self._start_timeout(doc))
+                doc.state == JobState.PENDING.value
+                and doc.dispatched_at
+                and now - as_utc(doc.dispatched_at) > timedelta(seconds=self._start_timeout(doc))
             ):
                 with contextlib.suppress(Exception):  # the backend may not know it any more
-                    await asyncio.to_thread(self._backend(doc["platform"]).cancel, self._tracked(doc))
+                    await asyncio.to_thread(self._backend(doc.platform).cancel, self._tracked(doc))
                 await self.transition(
                     doc,
                     BackendStatus(
@@ -209,24 +197,18 @@ class Monitor(Service):
                     ),
                 )
 
-    def _start_timeout(self, doc: dict[str, Any]) -> float:
+    def _start_timeout(self, doc: MonitoredJob) -> float:
         """A platform's own start timeout (a busy batch queue needs a long one), or the monitor's."""
         for platform in self.settings.platforms:
-            if platform.name == doc.get("platform") and platform.start_timeout_s is not None:
+            if platform.name == doc.platform and platform.start_timeout_s is not None:
                 return platform.start_timeout_s
         return self.settings.monitor.start_timeout_s
 
     # --- transitions ----------------------------------------------------------------------
 
-    async def transition(
-        self, doc: dict[str, Any], status: BackendStatus, cause: Event | None = None
-    ) -> None:
+    async def transition(self, doc: MonitoredJob, status: BackendStatus, cause: Event | None = None) -> None:
         """Apply a backend status; a final state reached from PENDING passes through RUNNING."""
-        if (
-            status.state.is_terminal
-            and doc["state"] == JobState.PENDING.value
-            and status.started_at is not None
-        ):
+        if status.state.is_terminal and doc.state == JobState.PENDING.value and status.started_at is not None:
             running = BackendStatus(JobState.RUNNING, "Job is running", started_at=status.started_at)
             applied = await self._apply(doc, running, cause)
             if applied is None:
@@ -235,16 +217,16 @@ class Monitor(Service):
         await self._apply(doc, status, cause)
 
     async def _apply(
-        self, doc: dict[str, Any], status: BackendStatus, cause: Event | None
-    ) -> dict[str, Any] | None:
-        seq = doc["seq"] + 1
+        self, doc: MonitoredJob, status: BackendStatus, cause: Event | None
+    ) -> MonitoredJob | None:
+        seq = doc.seq + 1
         event = JobStateChanged(
             producer=self.name,
-            correlation_id=doc["_id"],
+            correlation_id=doc.id,
             causation_id=cause.event_id if cause else None,
-            user=doc.get("user", "anonymous"),
-            job_id=doc["_id"],
-            platform=doc.get("platform"),
+            user=doc.user,
+            job_id=doc.id,
+            platform=doc.platform,
             state=status.state,
             status=status.status,
             exit_code=status.exit_code,
@@ -252,7 +234,7 @@ class Monitor(Service):
             started_at=status.started_at,
             finished_at=status.finished_at,
             seq=seq,
-            app=doc.get("app"),
+            app=doc.app,
         )
         changes: dict[str, Any] = {
             "state": status.state.value,
@@ -263,33 +245,35 @@ class Monitor(Service):
         }
         if status.started_at is not None:
             changes["started_at"] = status.started_at
-        result = await self.jobs.update_one(
-            {"_id": doc["_id"], "seq": doc["seq"], "state": {"$in": ACTIVE}},
+        applied = await self.jobs.update(
+            {"_id": doc.id, "seq": doc.seq, "state": {"$in": ACTIVE}},
             {"$set": changes, "$push": outbox_push([event])},
         )
-        if result.modified_count != 1:
+        if not applied:
             return None  # another replica got there first, or the job is already final
         JOB_TRANSITIONS.labels(status.state.value).inc()
         if status.state is JobState.RUNNING and status.started_at:
-            platform, started = doc.get("platform") or "?", as_utc(status.started_at)
-            if doc.get("submitted_at"):
+            platform, started = doc.platform or "?", as_utc(status.started_at)
+            if doc.submitted_at:
                 SUBMIT_TO_START.labels(platform).observe(
-                    max((started - as_utc(doc["submitted_at"])).total_seconds(), 0)
+                    max((started - as_utc(doc.submitted_at)).total_seconds(), 0)
                 )
-            if doc.get("not_before"):
+            if doc.not_before:
                 START_DELAY.labels(platform).observe(
-                    max((started - as_utc(doc["not_before"])).total_seconds(), 0)
+                    max((started - as_utc(doc.not_before)).total_seconds(), 0)
                 )
-        self.log.info("job.state_changed", job_id=doc["_id"], state=status.state.value, seq=seq)
-        await self.relay.flush(self.jobs, doc["_id"])
-        return {**doc, **changes}
+        self.log.info("job.state_changed", job_id=doc.id, state=status.state.value, seq=seq)
+        await self.relay.flush(self.jobs.raw, doc.id)
+        return doc.model_copy(update=changes)
 
-    def _backend(self, platform: str) -> Backend:
+    def _backend(self, platform: str | None) -> Backend:
+        if platform is None:
+            raise KeyError("the job names no platform")
         if platform not in self._backends:
             self._backends[platform] = make_backend(self.settings.platform(platform), self.settings)
         return self._backends[platform]
 
-    def _tracked(self, doc: dict[str, Any]) -> TrackedJob:
-        return TrackedJob(
-            doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"])
-        )
+    def _tracked(self, doc: MonitoredJob) -> TrackedJob:
+        if doc.job_dir is None:
+            raise KeyError(f"job {doc.id} has no job directory yet")
+        return TrackedJob(doc.id, doc.backend_job_id, resolve_under(self.settings.jobs_dir, doc.job_dir))

@@ -11,8 +11,6 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
-from pymongo import ReturnDocument
-
 from cirasa.backends.base import Backend, BackendUnavailable, JobSpec, TrackedJob
 from cirasa.backends.factory import make_backend
 from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, as_utc, utcnow
@@ -20,10 +18,10 @@ from cirasa.common.metrics import BACKEND_ERRORS
 from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import job_dir_for, resolve_under
 from cirasa.common.service import Loop, Service, every
+from cirasa.common.store.documents import Documents
 from cirasa.finders.registry import get_app
+from cirasa.scheduler.documents import DISPATCHES, WAITING, Dispatch
 
-DISPATCHES = "dispatches"
-WAITING = ("SUBMITTING", "CANCEL_BEFORE_START")  # not yet handed to a backend
 CLAIM_TTL = timedelta(seconds=60)
 
 
@@ -33,7 +31,7 @@ class Scheduler(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.dispatches = self.db[DISPATCHES]
+        self.dispatches = Documents(self.db[DISPATCHES], Dispatch)
         self._backends: dict[str, Backend] = {}
 
     def register(self) -> None:
@@ -53,7 +51,7 @@ class Scheduler(Service):
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         not_before = as_utc(ev.start) if ev.start else utcnow()
-        doc = await self.dispatches.find_one_and_update(
+        doc = await self.dispatches.update_and_get(
             {"_id": ev.job_id},
             {
                 "$set": {"submitted": ev.model_dump(mode="json"), "not_before": not_before},
@@ -69,7 +67,6 @@ class Scheduler(Service):
                 },
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
         assert doc is not None  # upserted
         if not_before <= utcnow() + timedelta(seconds=0.5) and await self._claim(ev.job_id):
@@ -80,14 +77,14 @@ class Scheduler(Service):
         """Start jobs whose offered start has come (and any a crash left half-dispatched)."""
         due = self.dispatches.find({"state": {"$in": list(WAITING)}, "not_before": {"$lte": utcnow()}})
         async for doc in due:
-            if doc.get("submitted") and await self._claim(doc["_id"]):
-                await self._dispatch(JobSubmitted.model_validate(doc["submitted"]), doc)
+            if doc.submitted and await self._claim(doc.id):
+                await self._dispatch(doc.submitted, doc)
 
     async def _claim(self, job_id: str) -> bool:
         """One dispatcher at a time per job (this delivery, the due loop, another replica); a claim
         left by a crash lapses after CLAIM_TTL and the due loop takes the job up again."""
         now = utcnow()
-        result = await self.dispatches.update_one(
+        return await self.dispatches.update(
             {
                 "_id": job_id,
                 "state": {"$in": list(WAITING)},
@@ -95,16 +92,15 @@ class Scheduler(Service):
             },
             {"$set": {"claimed_at": now}},
         )
-        return bool(result.modified_count == 1)
 
-    async def _dispatch(self, ev: JobSubmitted, doc: dict[str, Any]) -> None:
-        if doc["state"] not in WAITING:
+    async def _dispatch(self, ev: JobSubmitted, doc: Dispatch) -> None:
+        if doc.state not in WAITING:
             return  # already dispatched (or failed) by an earlier delivery
-        if doc.get("cancel_requested"):
+        if doc.cancel_requested:
             await self._finish(ev, doc, error="Job canceled by user before it started", canceled=True)
             return
         try:
-            spec = self._spec(ev, PurePosixPath(doc["job_dir"]))
+            spec = self._spec(ev, PurePosixPath(doc.job_dir))
             backend = self.backend(ev.platform)
             backend_job_id = await asyncio.to_thread(backend.submit, spec)
         except (BackendUnavailable, KeyError, ValueError, OSError) as exc:
@@ -148,7 +144,7 @@ class Scheduler(Service):
     async def _finish(
         self,
         ev: JobSubmitted,
-        doc: dict[str, Any],
+        doc: Dispatch,
         *,
         backend_job_id: str | None = None,
         error: str | None = None,
@@ -163,14 +159,14 @@ class Scheduler(Service):
             platform=ev.platform,
             backend=ev.backend,
             backend_job_id=backend_job_id,
-            job_dir=doc["job_dir"],
+            job_dir=doc.job_dir,
             duration_s=ev.resources.duration_s,
             error=error,
             canceled=canceled,
         )
         state = "CANCELED" if canceled else ("FAILED" if error else "DISPATCHED")
-        await self.dispatches.update_one(
-            {"_id": ev.job_id, "state": doc["state"]},
+        await self.dispatches.update(
+            {"_id": ev.job_id, "state": doc.state},
             {
                 "$set": {
                     "state": state,
@@ -181,15 +177,15 @@ class Scheduler(Service):
                 "$push": outbox_push([event]),
             },
         )
-        await self.relay.flush(self.dispatches, ev.job_id)
+        await self.relay.flush(self.dispatches.raw, ev.job_id)
         if state == "DISPATCHED":
             # a cancel may have arrived while the backend call was in flight
-            fresh = await self.dispatches.find_one({"_id": ev.job_id})
-            if fresh and fresh.get("cancel_requested"):
+            fresh = await self.dispatches.get(ev.job_id)
+            if fresh and fresh.cancel_requested:
                 await self._cancel_backend(fresh)
 
     async def on_cancel_requested(self, ev: CancelRequested) -> None:
-        doc = await self.dispatches.find_one_and_update(
+        doc = await self.dispatches.update_and_get(
             {"_id": ev.job_id},
             {
                 "$set": {"cancel_requested": True},
@@ -202,15 +198,14 @@ class Scheduler(Service):
                 },
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
         assert doc is not None  # upserted
-        if doc["state"] == "DISPATCHED":
+        if doc.state == "DISPATCHED":
             await self._cancel_backend(doc)
 
-    async def _cancel_backend(self, doc: dict[str, Any]) -> None:
-        job = TrackedJob(
-            doc["_id"], doc.get("backend_job_id"), resolve_under(self.settings.jobs_dir, doc["job_dir"])
-        )
-        await asyncio.to_thread(self.backend(doc["platform"]).cancel, job)
-        self.log.info("job.cancel_sent", job_id=doc["_id"])
+    async def _cancel_backend(self, doc: Dispatch) -> None:
+        if doc.platform is None:
+            return  # never submitted, so never started
+        job = TrackedJob(doc.id, doc.backend_job_id, resolve_under(self.settings.jobs_dir, doc.job_dir))
+        await asyncio.to_thread(self.backend(doc.platform).cancel, job)
+        self.log.info("job.cancel_sent", job_id=doc.id)

@@ -65,10 +65,12 @@ class Documents(Generic[D]):
     async def insert(self, doc: D) -> None:
         await self.raw.insert_one(doc.to_doc())
 
-    async def update(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> bool:
-        """Apply ``update`` to the one document ``query`` matches; True when it changed one."""
-        result = await self.raw.update_one(dict(query), dict(update))
-        return bool(result.modified_count == 1)
+    async def update(
+        self, query: Mapping[str, Any], update: Mapping[str, Any], *, upsert: bool = False
+    ) -> bool:
+        """Apply ``update`` to the one document ``query`` matches; True when it changed or made one."""
+        result = await self.raw.update_one(dict(query), dict(update), upsert=upsert)
+        return bool(result.modified_count == 1 or result.upserted_id is not None)
 
     async def update_and_get(
         self, query: Mapping[str, Any], update: Mapping[str, Any], *, upsert: bool = False
