@@ -10,3 +10,5 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# the sandbox of local jobs; the demo still runs without it (trusted finders only), so only warn
+bash scripts/ensure-sandbox.sh || echo "install: continuing without the sandbox" >&2

@@ -27,6 +27,8 @@ class JobSpec:
     resources: Resources
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    inputs: tuple[Path, ...] = ()  # files the job reads (read-only in its sandbox)
+    untrusted: bool = False  # user-supplied code: runs only where a sandbox can hold it
 
 
 @dataclass(frozen=True)

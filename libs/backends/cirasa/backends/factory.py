@@ -11,9 +11,9 @@ BackendFactory = Callable[[PlatformConfig, Settings], Backend]
 
 
 def _local(platform: PlatformConfig, settings: Settings) -> Backend:
-    from cirasa.backends.local import LocalBackend
+    from cirasa.backends.local import LocalBackend, LocalOptions
 
-    return LocalBackend()
+    return LocalBackend(LocalOptions.model_validate(platform.options))
 
 
 def _kubernetes(platform: PlatformConfig, settings: Settings) -> Backend:

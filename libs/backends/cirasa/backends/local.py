@@ -36,7 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cirasa.backends.base import BackendStatus, JobSpec, TrackedJob
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from cirasa.backends.base import BackendStatus, BackendUnavailable, JobSpec, TrackedJob
 from cirasa.backends.local_runner import (
     CANCEL_FILE,
     CONTROL_DIR,
@@ -49,7 +52,10 @@ from cirasa.backends.local_runner import (
     utc_now,
     write_json_atomic,
 )
+from cirasa.backends.sandbox import NOBODY, sandbox_available
 from cirasa.common.events import JobState
+
+log = structlog.get_logger(__name__)
 
 RUNNER_MODULE = "cirasa.backends.local_runner"
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED"})
@@ -57,6 +63,16 @@ RUNNER_STALE_S = 30.0
 """Heartbeat age after which a runner we cannot check by pid is declared dead."""
 SUBMIT_WAIT_S = 10.0
 """How long a losing concurrent :func:`start_local_job` waits for the winner to record its pid."""
+
+
+class LocalOptions(BaseModel):
+    """``options`` of a local platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox: bool = Field(True, description="run every job in a bubblewrap sandbox (see sandbox.py)")
+    sandbox_uid: int = Field(NOBODY, ge=1, description="the unprivileged uid and gid jobs run as")
+
 
 _children: set[subprocess.Popen[bytes]] = set()
 _children_lock = threading.Lock()
@@ -130,7 +146,13 @@ def _recorded_runner_pid(control_dir: Path) -> int | None:
 
 
 def _spawn_runner(
-    job_dir: Path, argv: Sequence[str], cores: int, memory_gib: float, timeout_s: int, kill_grace_s: float
+    job_dir: Path,
+    argv: Sequence[str],
+    cores: int,
+    memory_gib: float,
+    timeout_s: int,
+    kill_grace_s: float,
+    sandbox: Sequence[str],
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", RUNNER_MODULE,
@@ -139,6 +161,7 @@ def _spawn_runner(
         "--memory-gib", repr(float(memory_gib)),
         "--timeout-s", str(timeout_s),
         "--kill-grace-s", repr(float(kill_grace_s)),
+        *sandbox,
         "--", *argv,
     ]  # fmt: skip
     # The runner keeps our cwd, so a relative PYTHONPATH (development setups) still resolves.
@@ -161,8 +184,12 @@ def start_local_job(
     timeout_s: int,
     *,
     kill_grace_s: float = DEFAULT_KILL_GRACE_S,
+    sandbox: Sequence[str] = (),
 ) -> int:
     """Start ``argv`` in ``job_dir`` under a detached runner and return the runner's pid.
+
+    ``sandbox`` holds the runner's sandbox options (``--sandbox``, ``--input PATH``, ...); empty, the
+    job runs with the runner's rights.
 
     Idempotent: the ``submitted`` marker is created with O_EXCL, and whoever loses that race (or
     calls again later) gets the pid recorded by the winner instead of starting a second runner.
@@ -188,6 +215,7 @@ def start_local_job(
 
     doc: dict[str, Any] = {
         "argv": list(argv),
+        "sandboxed": bool(sandbox),
         "cores": cores,
         "memory_gib": memory_gib,
         "timeout_s": timeout_s,
@@ -198,7 +226,7 @@ def start_local_job(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh)
-        proc = _spawn_runner(job_dir, argv, cores, memory_gib, timeout_s, kill_grace_s)
+        proc = _spawn_runner(job_dir, argv, cores, memory_gib, timeout_s, kill_grace_s, sandbox)
     except BaseException:
         marker.unlink(missing_ok=True)  # nothing runs: let a retry submit again
         raise
@@ -377,9 +405,30 @@ class LocalBackend:
 
     kind = "local"
 
+    def __init__(self, options: LocalOptions | None = None) -> None:
+        self.options = options or LocalOptions()
+
     def submit(self, spec: JobSpec) -> str:
         res = spec.resources
-        return str(start_local_job(spec.job_dir, spec.argv, res.cores, res.memory_gib, res.duration_s))
+        sandbox = self._sandbox_args(spec)
+        return str(
+            start_local_job(
+                spec.job_dir, spec.argv, res.cores, res.memory_gib, res.duration_s, sandbox=sandbox
+            )
+        )
+
+    def _sandbox_args(self, spec: JobSpec) -> list[str]:
+        """The runner's sandbox options; a job that needs a sandbox this host cannot make is refused."""
+        why_not = sandbox_available() if self.options.sandbox else "the platform's sandbox is switched off"
+        if why_not is not None:
+            if spec.untrusted:
+                raise BackendUnavailable(f"user-supplied code runs only in a sandbox, and {why_not}")
+            log.warning("local.unsandboxed", job_id=spec.job_id, reason=why_not)
+            return []
+        args = ["--sandbox", "--sandbox-uid", str(self.options.sandbox_uid)]
+        for path in spec.inputs:
+            args += ["--input", str(path)]
+        return args
 
     def cancel(self, job: TrackedJob) -> None:
         request_local_cancel(job.job_dir)

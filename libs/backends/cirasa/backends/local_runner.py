@@ -3,10 +3,11 @@
 Run as::
 
     python -m cirasa.backends.local_runner --job-dir DIR --cores N --memory-gib G \\
-        --timeout-s S [--kill-grace-s K] -- ARGV...
+        --timeout-s S [--kill-grace-s K] [--sandbox [--sandbox-uid U] [--input PATH]...] -- ARGV...
 
-It starts ARGV in DIR and records the job's life in ``DIR/.cirasa/state.json`` so that any process
-sharing the filesystem (the monitor service) can follow it. The file is replaced atomically at each
+It starts ARGV in DIR (with ``--sandbox``, inside a bubblewrap sandbox: ``sandbox.py``) and records
+the job's life in ``DIR/.cirasa/state.json`` so that any process sharing the filesystem (the monitor
+service) can follow it. The file is replaced atomically at each
 change, so readers never see a half-written document.
 
 Exit codes recorded for the job (``exit_code``):
@@ -19,7 +20,8 @@ Exit codes recorded for the job (``exit_code``):
 
 The runner itself exits 0 once it has recorded a final state, 2 on bad usage and 1 when it failed
 internally (after a best-effort FAILURE record). It imports only the standard library on purpose:
-it must start fast and must not depend on the service's third-party packages.
+it must start fast and must not depend on the service's third-party packages (``sandbox`` is
+standard library too).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ import tempfile
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-CONTROL_DIR = ".cirasa"
+from cirasa.backends.sandbox import CONTROL_DIR, NOBODY, Sandbox, prepare_job_dir, sandbox_argv
+
 STATE_FILE = "state.json"
 CANCEL_FILE = "cancel"
 SUBMITTED_FILE = "submitted"
@@ -128,8 +132,10 @@ class Supervisor:
         memory_gib: float,
         timeout_s: float,
         kill_grace_s: float,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.job_dir = job_dir
+        self.sandbox = sandbox
         self.control_dir = job_dir / CONTROL_DIR
         self.argv = list(argv)
         self.cores = cores
@@ -208,14 +214,18 @@ class Supervisor:
     def _spawn(self) -> subprocess.Popen[bytes]:
         if not self.argv:
             raise ValueError("empty command line")
-        env = dict(os.environ)
-        env.update({name: str(self.cores) for name in THREAD_ENV_VARS})
+        threads = {name: str(self.cores) for name in THREAD_ENV_VARS}
+        argv, env = self.argv, {**os.environ, **threads}
+        if self.sandbox is not None:
+            box = replace(self.sandbox, env={**self.sandbox.env, **threads})
+            prepare_job_dir(box)
+            argv = sandbox_argv(box, self.argv)
         with (
             open(self.job_dir / STDOUT_LOG, "wb") as out,
             open(self.job_dir / STDERR_LOG, "wb") as err,
         ):
             return subprocess.Popen(
-                self.argv,
+                argv,
                 cwd=self.job_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -325,6 +335,9 @@ def parse_args(args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--memory-gib", type=_positive(float), required=True)
     parser.add_argument("--timeout-s", type=_positive(float), required=True)
     parser.add_argument("--kill-grace-s", type=float, default=DEFAULT_KILL_GRACE_S)
+    parser.add_argument("--sandbox", action="store_true", help="run the job in a bubblewrap sandbox")
+    parser.add_argument("--sandbox-uid", type=int, default=NOBODY, help="the job's uid and gid there")
+    parser.add_argument("--input", type=Path, action="append", default=[], help="read-only in the sandbox")
     args = list(args)
     if "--" not in args:
         parser.error("missing '--' before the job's command line")
@@ -334,13 +347,18 @@ def parse_args(args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(args: Sequence[str] | None = None) -> int:
     opts, argv = parse_args(sys.argv[1:] if args is None else args)
+    job_dir = opts.job_dir.resolve()
+    box = None
+    if opts.sandbox:
+        box = Sandbox(job_dir, tuple(opts.input), uid=opts.sandbox_uid, gid=opts.sandbox_uid)
     supervisor = Supervisor(
-        job_dir=opts.job_dir.resolve(),
+        job_dir=job_dir,
         argv=argv,
         cores=opts.cores,
         memory_gib=opts.memory_gib,
         timeout_s=opts.timeout_s,
         kill_grace_s=max(0.0, opts.kill_grace_s),
+        sandbox=box,
     )
     supervisor.install_signal_handlers()
     try:

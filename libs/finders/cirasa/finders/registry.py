@@ -121,6 +121,7 @@ class App:
     default_args: tuple[str, ...] = ()
     input_flag: str = "--inputfile"
     cores_option: str | None = None  # an option that sets how many cores the job gets (caesar's nproc...)
+    untrusted: bool = False  # runs code the user supplied: only where a sandbox can hold it
 
     @property
     def runnable_without_container(self) -> bool:

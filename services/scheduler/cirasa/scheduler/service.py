@@ -113,7 +113,14 @@ class Scheduler(Service):
         job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
         if ev.image:  # a container executable from the ExecutionBroker API
             return JobSpec(
-                ev.job_id, ev.user, ev.app, list(ev.command), job_dir, ev.resources, image=ev.image
+                ev.job_id,
+                ev.user,
+                ev.app,
+                list(ev.command),
+                job_dir,
+                ev.resources,
+                image=ev.image,
+                untrusted=True,
             )
         app = get_app(ev.app)
         if app is None:
@@ -125,8 +132,16 @@ class Scheduler(Service):
             raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
         path = str(input_path.resolve())
         if app.runnable_without_container:
+            argv = app.build_argv(ev.options, path)
             return JobSpec(
-                ev.job_id, ev.user, app.name, app.build_argv(ev.options, path), job_dir, ev.resources
+                ev.job_id,
+                ev.user,
+                app.name,
+                argv,
+                job_dir,
+                ev.resources,
+                inputs=(input_path.resolve(),),
+                untrusted=app.untrusted,
             )
         image = self.settings.platform(ev.platform).containers.get(app.name)
         if image is None:
@@ -139,6 +154,7 @@ class Scheduler(Service):
             job_dir,
             ev.resources,
             image=image,
+            inputs=(input_path.resolve(),),
         )
 
     async def _finish(

@@ -10,6 +10,7 @@ APP = App(
     description="Runs an uploaded Jupyter notebook headless (nbclient) in the job directory",
     runner="python",
     module="cirasa.finders.runners.notebook",
+    untrusted=True,
     options=(int_option("cell-timeout", "Seconds allowed per cell", 600, 1, 86400, "RUN"),),
     resources=ResourceRequest(
         min_cores=1, max_cores=1, min_memory_gib=1.0, max_memory_gib=2.0, duration_s=3600
