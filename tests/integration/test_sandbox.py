@@ -95,7 +95,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     a_image = data / "alice" / "f1" / "sky.fits"
     a_image.parent.mkdir(parents=True)
     a_image.write_bytes(b"SIMPLE  = T" + b" " * 2869)
-    a_image.chmod(0o644)
+    a_image.chmod(0o600)  # as uploads are stored: only the job that has it as input may read it
     backend = LocalBackend()
     sleep = get_app("sleep")
     assert sleep is not None

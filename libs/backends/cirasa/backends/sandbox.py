@@ -109,8 +109,10 @@ def _environment(box: Sandbox) -> list[str]:
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(box.job_dir),
             "TMPDIR": "/tmp",
-            "MPLCONFIGDIR": str(box.job_dir / ".config" / "matplotlib"),
-            "XDG_CACHE_HOME": str(box.job_dir / ".cache"),
+            # caches in the sandbox's own /tmp, so they do not clutter the job's products
+            "MPLCONFIGDIR": "/tmp/matplotlib",
+            "XDG_CACHE_HOME": "/tmp/cache",
+            "XDG_CONFIG_HOME": "/tmp/config",
             "PYTHONNOUSERSITE": "1",
         }
     )
@@ -176,9 +178,17 @@ def sandbox_argv(box: Sandbox, argv: Sequence[str], bwrap: str | None = None) ->
 
 
 def prepare_job_dir(box: Sandbox) -> None:
-    """Give the job's uid its directory (the control folder stays the runner's)."""
+    """Give the job's uid its directory (the control folder stays the runner's) and its inputs.
+
+    Inputs get read permission for others: only the job's own inputs are visible in its sandbox, so
+    this lets the unprivileged uid read them without showing it anything else.
+    """
     if os.geteuid() != 0:
         return
+    for path in box.inputs:
+        mode = os.stat(path).st_mode
+        if mode & 0o444 != 0o444:
+            os.chmod(path, mode | 0o444)
     for root, dirs, files in os.walk(box.job_dir):
         if Path(root) == box.job_dir:
             dirs[:] = [d for d in dirs if d != CONTROL_DIR]
