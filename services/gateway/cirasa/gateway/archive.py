@@ -1,10 +1,16 @@
-"""The job directory as a gzip tar whose root folder is ``job_<id>/`` (caesar-rest's layout)."""
+"""The job directory as a gzip tar whose root folder is ``job_<id>/`` (caesar-rest's layout).
+
+The runner's control folder (``.cirasa``: the submitted command line with server paths, host name and
+process ids) stays out: an archive holds what the job made, nothing about the server.
+"""
 
 from __future__ import annotations
 
 import tarfile
 import tempfile
 from pathlib import Path
+
+CONTROL_DIR = ".cirasa"
 
 
 def build_job_archive(job_dir: Path, root_name: str) -> Path:
@@ -16,6 +22,8 @@ def build_job_archive(job_dir: Path, root_name: str) -> Path:
             for item in sorted(job_dir.rglob("*")):
                 if item.is_symlink() or not (item.is_file() or item.is_dir()):
                     continue  # never follow links out of the job directory
+                if item.relative_to(job_dir).parts[0] == CONTROL_DIR:
+                    continue
                 tar.add(item, arcname=f"{root_name}/{item.relative_to(job_dir)}", recursive=False)
     except BaseException:
         path.unlink(missing_ok=True)
