@@ -17,12 +17,9 @@ from fastapi import Request
 
 from cirasa.common.paths import safe_user
 from cirasa.common.settings import AuthSettings
+from cirasa.gateway.errors import Unauthorized
 
 ANONYMOUS = "anonymous"
-
-
-class AuthError(Exception):
-    """401: the reason goes to the client in ``error_description``."""
 
 
 class TokenVerifier:
@@ -44,12 +41,12 @@ class TokenVerifier:
                 options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.PyJWKClientError as exc:
-            raise AuthError(f"cannot check the token's signature: {exc}") from exc
+            raise Unauthorized(f"cannot check the token's signature: {exc}") from exc
         except jwt.InvalidTokenError as exc:
-            raise AuthError(str(exc) or type(exc).__name__) from exc
+            raise Unauthorized(str(exc) or type(exc).__name__) from exc
         name = claims.get(self.settings.username_claim) or claims.get("sub")
         if not isinstance(name, str) or not name:
-            raise AuthError(f"the token has no {self.settings.username_claim} or sub claim")
+            raise Unauthorized(f"the token has no {self.settings.username_claim} or sub claim")
         return safe_user(name)
 
 
@@ -67,5 +64,5 @@ async def current_user(request: Request) -> str:
         return ANONYMOUS
     token = bearer_token(request)
     if token is None:
-        raise AuthError("no bearer token")
+        raise Unauthorized("no bearer token")
     return await verifier.user(token)

@@ -34,12 +34,15 @@ from cirasa.common.events import (
 from cirasa.common.outbox import outbox_entries, outbox_push
 from cirasa.common.paths import safe_user
 from cirasa.common.service import Service
+from cirasa.common.store import Document
+from cirasa.common.store.documents import Documents
 from cirasa.finders.registry import App
 from cirasa.gateway.broker.state import INDEXES as BROKER_INDEXES
-from cirasa.gateway.broker.state import OFFERSETS, SESSIONS, BrokerState
+from cirasa.gateway.broker.state import BrokerState
+from cirasa.gateway.documents import FILES, JOBS, OFFERSETS, SESSIONS, USAGE, Job, StoredFile, Usage
 from cirasa.gateway.uploads import ReceivedFile
 
-FILES, JOBS, USAGE = "files", "jobs", "usage"
+# What the caesar listings leave out of a stored document.
 HIDDEN = {"_id": 0, "outbox": 0, "relpath": 0, "user": 0, "deleted": 0, "seq": 0}
 
 
@@ -48,7 +51,7 @@ class NewJob:
     app: App
     options: dict[str, Any]
     job_inputs: Any
-    file: dict[str, Any]
+    file: StoredFile
     tag: Any
     walltime_s: int | None = None
 
@@ -59,7 +62,9 @@ class Gateway(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.files, self.jobs, self.usage = self.db[FILES], self.db[JOBS], self.db[USAGE]
+        self.files = Documents(self.db[FILES], StoredFile)
+        self.jobs = Documents(self.db[JOBS], Job)
+        self.usage = Documents(self.db[USAGE], Usage)
         self.broker = BrokerState(self.db, self.name)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
@@ -92,7 +97,7 @@ class Gateway(Service):
             changes["start_date"] = ev.started_at.isoformat()
         if ev.finished_at:
             changes["end_date"] = ev.finished_at.isoformat()
-        await self.jobs.update_one(
+        await self.jobs.update(
             {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}},
             {"$set": changes},
         )
@@ -101,7 +106,7 @@ class Gateway(Service):
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         """Jobs accepted through the ExecutionBroker API join the jobs read model (caesar ones are there)."""
         await self.broker.on_job_submitted(ev)
-        await self.jobs.update_one(
+        await self.jobs.raw.update_one(
             {"_id": ev.job_id},
             {
                 "$setOnInsert": {
@@ -134,7 +139,7 @@ class Gateway(Service):
     async def on_offer_made(self, ev: OfferMade) -> None:
         await self.broker.on_offer_made(ev)
         if ev.accepted and ev.platform:
-            await self.jobs.update_one(
+            await self.jobs.update(
                 {"_id": ev.correlation_id, "seq": 0},
                 {
                     "$set": {
@@ -150,7 +155,7 @@ class Gateway(Service):
             )
 
     async def on_usage_updated(self, ev: UsageUpdated) -> None:
-        await self.usage.update_one(
+        await self.usage.raw.update_one(
             {"_id": ev.user}, {"$set": {"usage": ev.usage, "at": ev.occurred_at}}, upsert=True
         )
 
@@ -159,135 +164,124 @@ class Gateway(Service):
     def user_dir(self, user: str) -> Path:
         return self.settings.data_dir / safe_user(user)
 
-    async def register_file(self, user: str, received: ReceivedFile, fmt: str) -> dict[str, Any]:
+    async def register_file(self, user: str, received: ReceivedFile, fmt: str) -> StoredFile:
         file_id = new_id()
         relpath = f"{safe_user(user)}/{file_id}.{fmt}"
         dest = self.settings.data_dir / relpath
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(received.tmp_path, dest)
         received.discard()
-        doc = {
-            "_id": file_id,
-            "fileid": file_id,
-            "user": user,
-            "relpath": relpath,
-            "filename_orig": received.filename,
-            "fileext": fmt,
-            "filesize": received.size_bytes / 2**20,
-            "size_bytes": received.size_bytes,
-            "filedate": utcnow().isoformat(),
-            "metadata": "",
-            "tag": received.tag,
-            "deleted": False,
-            "outbox": outbox_entries(
-                [
-                    FileUploaded(
-                        producer=self.name,
-                        correlation_id=file_id,
-                        user=user,
-                        file_id=file_id,
-                        size_bytes=received.size_bytes,
-                    )
-                ]
-            ),
-        }
+        uploaded = FileUploaded(
+            producer=self.name,
+            correlation_id=file_id,
+            user=user,
+            file_id=file_id,
+            size_bytes=received.size_bytes,
+        )
+        file = StoredFile(
+            id=file_id,
+            fileid=file_id,
+            user=user,
+            relpath=relpath,
+            filename_orig=received.filename,
+            fileext=fmt,
+            filesize=received.size_bytes / 2**20,
+            size_bytes=received.size_bytes,
+            filedate=utcnow().isoformat(),
+            metadata="",
+            tag=received.tag,
+            deleted=False,
+            outbox=outbox_entries([uploaded]),
+        )
         try:
-            await self.files.insert_one(doc)
+            await self.files.insert(file)
         except Exception:
             dest.unlink(missing_ok=True)
             raise
-        await self.relay.flush(self.files, file_id)
-        return doc
+        await self.relay.flush(self.files.raw, file_id)
+        return file
 
-    async def find_file(self, user: str, file_id: str) -> dict[str, Any] | None:
+    async def find_file(self, user: str, file_id: str) -> StoredFile | None:
         return await self.files.find_one({"_id": file_id, "user": user, "deleted": False})
 
-    async def list_files(self, user: str) -> list[dict[str, Any]]:
-        cursor = self.files.find({"user": user, "deleted": False}, HIDDEN | {"size_bytes": 0})
+    async def list_files(self, user: str) -> list[Document]:
+        """The caesar listing: each file as stored, less what clients do not see."""
+        cursor = self.files.raw.find({"user": user, "deleted": False}, HIDDEN | {"size_bytes": 0})
         return [d async for d in cursor.sort("filedate", ASCENDING)]
 
-    async def delete_file(self, user: str, doc: dict[str, Any]) -> bool:
+    async def delete_file(self, user: str, file: StoredFile) -> bool:
         event = FileDeleted(
-            producer=self.name,
-            correlation_id=doc["_id"],
-            user=user,
-            file_id=doc["_id"],
-            size_bytes=doc.get("size_bytes", 0),
+            producer=self.name, correlation_id=file.id, user=user, file_id=file.id, size_bytes=file.size_bytes
         )
-        result = await self.files.update_one(
-            {"_id": doc["_id"], "deleted": False},
+        deleted = await self.files.update(
+            {"_id": file.id, "deleted": False},
             {"$set": {"deleted": True, "deleted_at": utcnow()}, "$push": outbox_push([event])},
         )
-        if result.modified_count != 1:
+        if not deleted:
             return False
-        (self.settings.data_dir / doc["relpath"]).unlink(missing_ok=True)
-        await self.relay.flush(self.files, doc["_id"])
+        (self.settings.data_dir / file.relpath).unlink(missing_ok=True)
+        await self.relay.flush(self.files.raw, file.id)
         return True
 
     # --- jobs -----------------------------------------------------------------------------
 
-    async def submit_job(self, user: str, new: NewJob) -> dict[str, Any]:
+    async def submit_job(self, user: str, new: NewJob) -> Job:
         job_id = new_id()
-        now = utcnow()
+        resources = new.app.resources_for(new.options)
         proposal = TaskProposed(
             producer=self.name,
             correlation_id=job_id,
             user=user,
             app=new.app.name,
             options=new.options,
-            inputs=[
-                InputFile(
-                    file_id=new.file["_id"],
-                    relpath=new.file["relpath"],
-                    size_bytes=new.file.get("size_bytes", 0),
-                )
-            ],
-            resources=new.app.resources_for(new.options)
+            inputs=[InputFile(file_id=new.file.id, relpath=new.file.relpath, size_bytes=new.file.size_bytes)],
+            resources=resources
             if new.walltime_s is None
-            else new.app.resources_for(new.options).model_copy(update={"duration_s": new.walltime_s}),
+            else resources.model_copy(update={"duration_s": new.walltime_s}),
             auto_accept=self.settings.gateway.auto_accept,
             tag=new.tag if isinstance(new.tag, str) else str(new.tag),
         )
-        doc = {
-            "_id": job_id,
-            "job_id": job_id,
-            "user": user,
-            "app": new.app.name,
-            "job_inputs": new.job_inputs,
-            "data_inputs": new.file["_id"],
-            "tag": new.tag,
-            "submit_date": now.isoformat(),
-            "metadata": "",
-            "state": JobState.PENDING.value,
-            "status": "Job submitted and registered with success",
-            "seq": 0,
-            "pid": "",
-            "exit_code": -1,
-            "elapsed_time": 0.0,
-            "platform": None,
-            "outbox": outbox_entries([proposal]),
-        }
-        await self.jobs.insert_one(doc)
-        await self.relay.flush(self.jobs, job_id)
-        return doc
+        job = Job(
+            id=job_id,
+            job_id=job_id,
+            user=user,
+            app=new.app.name,
+            job_inputs=new.job_inputs,
+            data_inputs=new.file.id,
+            tag=new.tag,
+            submit_date=utcnow().isoformat(),
+            metadata="",
+            state=JobState.PENDING.value,
+            status="Job submitted and registered with success",
+            seq=0,
+            pid="",
+            exit_code=-1,
+            elapsed_time=0.0,
+            platform=None,
+            outbox=outbox_entries([proposal]),
+        )
+        await self.jobs.insert(job)
+        await self.relay.flush(self.jobs.raw, job_id)
+        return job
 
-    async def find_job(self, user: str, job_id: str) -> dict[str, Any] | None:
+    async def find_job(self, user: str, job_id: str) -> Job | None:
         return await self.jobs.find_one({"_id": job_id, "user": user})
 
-    async def list_jobs(self, user: str) -> list[dict[str, Any]]:
-        cursor = self.jobs.find({"user": user}, HIDDEN)
+    async def list_jobs(self, user: str) -> list[Document]:
+        """The caesar listing: each job as stored, less what clients do not see."""
+        cursor = self.jobs.raw.find({"user": user}, HIDDEN)
         return [d async for d in cursor.sort("submit_date", ASCENDING)]
 
-    async def request_cancel(self, user: str, job: dict[str, Any]) -> None:
-        event = CancelRequested(producer=self.name, correlation_id=job["_id"], user=user, job_id=job["_id"])
-        await self.jobs.update_one(
-            {"_id": job["_id"]}, {"$set": {"cancel_requested_at": utcnow()}, "$push": outbox_push([event])}
+    async def request_cancel(self, user: str, job: Job) -> None:
+        event = CancelRequested(producer=self.name, correlation_id=job.id, user=user, job_id=job.id)
+        await self.jobs.update(
+            {"_id": job.id}, {"$set": {"cancel_requested_at": utcnow()}, "$push": outbox_push([event])}
         )
-        await self.relay.flush(self.jobs, job["_id"])
+        await self.relay.flush(self.jobs.raw, job.id)
 
-    def job_dir(self, job: dict[str, Any]) -> Path:
-        return self.settings.jobs_dir / safe_user(job["user"]) / f"job_{job['_id']}"
+    def job_dir(self, job: Job) -> Path:
+        return self.settings.jobs_dir / safe_user(job.user) / f"job_{job.id}"
 
     async def usage_for(self, user: str) -> dict[str, Any] | None:
-        doc = await self.usage.find_one({"_id": user})
-        return None if doc is None else doc["usage"]
+        doc = await self.usage.get(user)
+        return None if doc is None else doc.usage

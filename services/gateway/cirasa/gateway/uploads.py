@@ -20,15 +20,10 @@ from pathlib import Path
 from python_multipart import FormParser
 from python_multipart.multipart import Field, File, parse_options_header
 
+from cirasa.gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+
 ALLOWED_FORMATS = ("png", "jpg", "jpeg", "gif", "fits", "ipynb")
 _FORM_OVERHEAD = 64 * 1024  # boundaries, part headers and the tag field
-
-
-class UploadError(Exception):
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -82,12 +77,10 @@ async def receive_upload(
     """Parse a multipart body with a ``file`` part (and an optional ``tag`` field) into ``tmp_dir``."""
     ctype, params = parse_options_header(content_type or "")
     if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadError(
-            400, "Missing file field in request! (expected multipart/form-data with a 'file' part)"
-        )
+        raise BadRequest("Missing file field in request! (expected multipart/form-data with a 'file' part)")
     limit = max_bytes + _FORM_OVERHEAD
     if content_length and content_length.isdigit() and int(content_length) > limit:
-        raise UploadError(413, f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
+        raise _too_large(max_bytes)
     request_dir = await asyncio.to_thread(_request_dir, tmp_dir)
     try:
         return await _parse(params[b"boundary"], body, request_dir, max_bytes, limit)
@@ -127,27 +120,31 @@ async def _parse(
         async for chunk in body:
             received += len(chunk)
             if received > limit:
-                raise UploadError(413, f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
+                raise _too_large(max_bytes)
             parser.write(chunk)
         parser.finalize()
-    except UploadError:
+    except GatewayError:
         _close(files)
         raise
     except Exception as exc:
         _close(files)
-        raise UploadError(400, f"Malformed multipart body: {exc}") from exc
+        raise BadRequest(f"Malformed multipart body: {exc}") from exc
     wanted = [f for f in files if f.field_name == b"file"]
     _close([f for f in files if f not in wanted[:1]])
     if not wanted:
-        raise UploadError(400, "Missing file field in request!")
+        raise BadRequest("Missing file field in request!")
     file = wanted[0]
     name = (file.file_name or b"").decode(errors="replace")
     path = _flushed_path(file)
     if not name or path is None:
-        raise UploadError(400, "No file retrieved from request!")
+        raise BadRequest("No file retrieved from request!")
     if file.size > max_bytes:
-        raise UploadError(413, f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
+        raise _too_large(max_bytes)
     return ReceivedFile(path, name, file.size, fields.get("tag", ""))
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"File too large: the limit is {max_bytes // (1024 * 1024)} MiB")
 
 
 def _request_dir(tmp_dir: Path) -> Path:

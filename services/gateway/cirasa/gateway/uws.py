@@ -17,16 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from pydantic_xml import BaseXmlModel, element
 from vo_models.uws import (
     ErrorSummary,
@@ -42,15 +40,19 @@ from vo_models.uws.types import ErrorType, ExecutionPhase, UWSVersion
 from vo_models.xlink import XlinkType
 
 from cirasa.common.events import TERMINAL_STATES, JobState
-from cirasa.gateway.auth import ANONYMOUS, current_user
+from cirasa.common.store import Document
+from cirasa.gateway.auth import ANONYMOUS
 from cirasa.gateway.caesar import PREFIX as CAESAR_PREFIX
+from cirasa.gateway.dependencies import GatewayDep, UserDep
+from cirasa.gateway.documents import Job, plausible_id
+from cirasa.gateway.errors import BadRequest, Conflict, GatewayError, MethodNotAllowed, NotFound
 from cirasa.gateway.service import Gateway
 
 PREFIX = "/uws"
 XML = "application/xml"
 MAX_WAIT_S = 60.0
 WAIT_POLL_S = 0.1
-_JOB_ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+ALLOW_GET = {"Allow": "GET"}  # on the 405s of what cannot be changed
 
 PHASE_OF_STATE: dict[str, ExecutionPhase] = {
     JobState.PENDING.value: ExecutionPhase.QUEUED,
@@ -101,29 +103,6 @@ class JobParameters(Parameters):
 
 
 UWSJob = JobSummary[JobParameters]
-
-
-class UWSError(Exception):
-    """Answered as ``text/plain`` with its status code (UWS 1.1 allows plain-text error documents)."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code, self.message = status_code, message
-
-
-class UWSRoute(APIRoute):
-    """Turns :class:`UWSError` into its answer; a router cannot register exception handlers."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except UWSError as exc:
-                return PlainTextResponse(exc.message, status_code=exc.status_code)
-
-        return handle
 
 
 # --- mapping a job document ------------------------------------------------------------------
@@ -221,9 +200,12 @@ def list_products(job_dir: Path) -> dict[str, tuple[Path, str]]:
 
 # --- the router ------------------------------------------------------------------------------
 
+router = APIRouter(prefix=PREFIX, tags=["UWS 1.1"])
 
-def gateway_of(request: Request) -> Gateway:
-    return request.app.state.gateway
+
+def error_response(request: Request, exc: GatewayError) -> Response:
+    """Plain text with the status code (UWS 1.1 allows plain-text error documents)."""
+    return PlainTextResponse(exc.message, status_code=exc.status_code, headers=exc.headers)
 
 
 def xml(model: BaseXmlModel) -> Response:
@@ -233,8 +215,8 @@ def xml(model: BaseXmlModel) -> Response:
     return Response(body, media_type=XML)
 
 
-def text(value: str, status_code: int = 200) -> Response:
-    return PlainTextResponse(value, status_code=status_code)
+def text(value: str) -> Response:
+    return PlainTextResponse(value)
 
 
 async def request_params(request: Request) -> dict[str, list[str]]:
@@ -255,7 +237,7 @@ def one(params: dict[str, list[str]], name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise UWSError(400, f"Parameter {name} given more than once")
+        raise BadRequest(f"Parameter {name} given more than once")
     return values[0].strip()
 
 
@@ -264,7 +246,7 @@ def parse_phase(value: str) -> ExecutionPhase:
         return ExecutionPhase(value.strip().upper())
     except ValueError:
         allowed = ", ".join(p.value for p in ExecutionPhase)
-        raise UWSError(400, f"Invalid PHASE {value!r}: expected one of {allowed}") from None
+        raise BadRequest(f"Invalid PHASE {value!r}: expected one of {allowed}") from None
 
 
 def parse_after(value: str) -> datetime:
@@ -274,7 +256,7 @@ def parse_after(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text_value)
     except ValueError:
-        raise UWSError(400, f"Invalid AFTER {value!r}: expected an ISO 8601 date-time (UTC)") from None
+        raise BadRequest(f"Invalid AFTER {value!r}: expected an ISO 8601 date-time (UTC)") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -284,7 +266,7 @@ def parse_last(value: str) -> int:
     except ValueError:
         last = 0
     if last < 1:
-        raise UWSError(400, f"Invalid LAST {value!r}: expected a positive integer")
+        raise BadRequest(f"Invalid LAST {value!r}: expected a positive integer")
     return last
 
 
@@ -295,259 +277,286 @@ def parse_wait(value: str) -> float:
     except ValueError:
         wait = math.nan
     if math.isnan(wait):
-        raise UWSError(400, f"Invalid WAIT {value!r}: expected a number of seconds")
+        raise BadRequest(f"Invalid WAIT {value!r}: expected a number of seconds")
     return MAX_WAIT_S if wait < 0 else min(wait, MAX_WAIT_S)
 
 
-async def find_job(request: Request, user: str, job_id: str) -> dict[str, Any]:
-    job = await gateway_of(request).find_job(user, job_id) if _JOB_ID.match(job_id) else None
-    if job is None or job.get("deleted"):
-        raise UWSError(404, f"Job {job_id} not found")
+async def find_job(gateway: Gateway, user: str, job_id: str) -> Job:
+    """The caller's job, unless it was deleted through UWS."""
+    job = await gateway.find_job(user, job_id) if plausible_id(job_id) else None
+    if job is None or job.deleted:
+        raise NotFound(f"Job {job_id} not found")
     return job
 
 
 async def wait_for_change(
-    request: Request, user: str, job: dict[str, Any], wait_s: float, only_in: ExecutionPhase | None
-) -> dict[str, Any]:
+    request: Request, gateway: Gateway, job: Job, wait_s: float, only_in: ExecutionPhase | None
+) -> Job:
     """Block while the job stays in the active phase it is in now, for at most ``wait_s``."""
-    start_phase = phase_of(job)
+    start_phase = phase_of(job.to_doc())
     if wait_s <= 0 or start_phase not in ACTIVE_PHASES or (only_in is not None and only_in != start_phase):
         return job
     deadline = time.monotonic() + wait_s
     while (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(WAIT_POLL_S, left))
-        fresh = await gateway_of(request).find_job(user, job["_id"])
-        if fresh is None or fresh.get("deleted"):
-            raise UWSError(404, f"Job {job['_id']} was deleted")
+        fresh = await gateway.find_job(job.user, job.id)
+        if fresh is None or fresh.deleted:
+            raise NotFound(f"Job {job.id} was deleted")
         job = fresh
-        if phase_of(job) != start_phase:
+        if phase_of(job.to_doc()) != start_phase:
             return job
         if await request.is_disconnected():
             break
     return job
 
 
-def build_router() -> APIRouter:
-    r = APIRouter(prefix=PREFIX, tags=["UWS 1.1"], route_class=UWSRoute)
+def job_url(request: Request, job_id: str) -> str:
+    return str(request.url_for("uws_job", job_id=job_id))
 
-    def job_url(request: Request, job_id: str) -> str:
-        return str(request.url_for("uws_job", job_id=job_id))
 
-    def results_of(request: Request, job: dict[str, Any]) -> Results:
-        """Products only once the job has ended, so nobody fetches a file still being written."""
-        if job.get("state") not in TERMINAL_STATES:
-            return Results(results=[])
-        refs = [
+def results_of(request: Request, gateway: Gateway, job: Job) -> Results:
+    """Products only once the job has ended, so nobody fetches a file still being written."""
+    if job.state not in TERMINAL_STATES:
+        return Results(results=[])
+    job_dir = gateway.job_dir(job)
+    refs = [
+        ResultReference(
+            id=name,
+            type=XlinkType.SIMPLE,
+            href=str(request.url_for("uws_result", job_id=job.id, name=name)),
+            size=path.stat().st_size,
+            mime_type=media_type,
+        )
+        for name, (path, media_type) in list_products(job_dir).items()
+    ]
+    if job.state != JobState.ABORTED.value and job_dir.is_dir():
+        base = str(request.base_url).rstrip("/")
+        refs.append(
             ResultReference(
-                id=name,
+                id=ARCHIVE_RESULT,
                 type=XlinkType.SIMPLE,
-                href=str(request.url_for("uws_result", job_id=job["_id"], name=name)),
-                size=path.stat().st_size,
-                mime_type=media_type,
+                href=f"{base}{CAESAR_PREFIX}/job/{job.id}/output",
+                mime_type="application/gzip",
             )
-            for name, (path, media_type) in list_products(gateway_of(request).job_dir(job)).items()
-        ]
-        if job.get("state") != JobState.ABORTED.value and gateway_of(request).job_dir(job).is_dir():
-            base = str(request.base_url).rstrip("/")
-            refs.append(
-                ResultReference(
-                    id=ARCHIVE_RESULT,
-                    type=XlinkType.SIMPLE,
-                    href=f"{base}{CAESAR_PREFIX}/job/{job['_id']}/output",
-                    mime_type="application/gzip",
-                )
-            )
-        return Results(results=refs)
+        )
+    return Results(results=refs)
 
-    def summary(request: Request, job: dict[str, Any]) -> UWSJob:
-        fields: dict[str, Any] = {
+
+def summary(request: Request, gateway: Gateway, job: Job) -> UWSJob:
+    stored = job.to_doc()
+    fields: dict[str, Any] = {
+        "job_id": job.id,
+        "owner_id": owner_of(stored),
+        "phase": phase_of(stored),
+        "quote": quote_of(stored),
+        "creation_time": parse_time(job.submit_date),
+        "start_time": parse_time(job.start_date),
+        "end_time": parse_time(job.end_date),
+        "execution_duration": duration_of(stored),
+        "destruction": None,
+        "parameters": parameters_of(stored),
+        "results": results_of(request, gateway, job),
+        "version": UWSVersion.V1_1,
+    }
+    if (run_id := run_id_of(stored)) is not None:
+        fields["run_id"] = run_id
+    if (error := error_summary_of(stored)) is not None:
+        fields["error_summary"] = error
+    return UWSJob(**fields)
+
+
+# --- job list -----------------------------------------------------------------------------------
+
+
+@router.get("/jobs", name="uws_jobs")
+async def job_list(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
+    params = await request_params(request)
+    phases = {parse_phase(v) for v in params.get("PHASE", [])}
+    after = parse_after(v) if (v := one(params, "AFTER")) is not None else None
+    last = parse_last(v) if (v := one(params, "LAST")) is not None else None
+    rows = await listed_jobs(gateway, user, phases, after)
+    rows.sort(key=lambda row: row[0], reverse=True)  # newest first, which LAST keeps
+    if last is not None:
+        rows = rows[:last]
+    refs = []
+    for created, job in rows:
+        ref: dict[str, Any] = {
             "job_id": job["_id"],
-            "owner_id": owner_of(job),
+            "type": XlinkType.SIMPLE,
+            "href": job_url(request, job["_id"]),
             "phase": phase_of(job),
-            "quote": quote_of(job),
-            "creation_time": parse_time(job.get("submit_date")),
-            "start_time": parse_time(job.get("start_date")),
-            "end_time": parse_time(job.get("end_date")),
-            "execution_duration": duration_of(job),
-            "destruction": None,
-            "parameters": parameters_of(job),
-            "results": results_of(request, job),
-            "version": UWSVersion.V1_1,
+            "owner_id": owner_of(job),
+            "creation_time": created,
         }
         if (run_id := run_id_of(job)) is not None:
-            fields["run_id"] = run_id
-        if (error := error_summary_of(job)) is not None:
-            fields["error_summary"] = error
-        return UWSJob(**fields)
+            ref["run_id"] = run_id
+        refs.append(ShortJobDescription(**ref))
+    return xml(Jobs(jobref=refs, version=UWSVersion.V1_1))
 
-    # --- job list -----------------------------------------------------------------------------
 
-    @r.get("/jobs", name="uws_jobs")
-    async def job_list(request: Request, user: str = Depends(current_user)) -> Response:
-        params = await request_params(request)
-        phases = {parse_phase(v) for v in params.get("PHASE", [])}
-        after = parse_after(v) if (v := one(params, "AFTER")) is not None else None
-        last = parse_last(v) if (v := one(params, "LAST")) is not None else None
-        query: dict[str, Any] = {"user": user, "deleted": {"$ne": True}}
-        if phases and ExecutionPhase.UNKNOWN not in phases:
-            query["state"] = {"$in": [s for s, p in PHASE_OF_STATE.items() if p in phases]}
-        cursor = gateway_of(request).jobs.find(query, {k: 1 for k in JOB_FIELDS})
-        rows: list[tuple[datetime, dict[str, Any]]] = []
-        async for job in cursor:
-            created = parse_time(job.get("submit_date")) or datetime.min.replace(tzinfo=UTC)
-            if phases and phase_of(job) not in phases:
-                continue
-            # Compared as published (to the millisecond), so AFTER=<a listed creationTime> leaves that
-            # job out.
-            if after is not None and created.replace(microsecond=created.microsecond // 1000 * 1000) <= after:
-                continue
-            rows.append((created, job))
-        rows.sort(key=lambda row: row[0], reverse=True)  # newest first, which LAST keeps
-        if last is not None:
-            rows = rows[:last]
-        refs = []
-        for created, job in rows:
-            ref: dict[str, Any] = {
-                "job_id": job["_id"],
-                "type": XlinkType.SIMPLE,
-                "href": job_url(request, job["_id"]),
-                "phase": phase_of(job),
-                "owner_id": owner_of(job),
-                "creation_time": created,
-            }
-            if (run_id := run_id_of(job)) is not None:
-                ref["run_id"] = run_id
-            refs.append(ShortJobDescription(**ref))
-        return xml(Jobs(jobref=refs, version=UWSVersion.V1_1))
+async def listed_jobs(
+    gateway: Gateway, user: str, phases: set[ExecutionPhase], after: datetime | None
+) -> list[tuple[datetime, Document]]:
+    """The caller's jobs in ``phases`` (all when empty) created after ``after``, with their creation time."""
+    query: dict[str, Any] = {"user": user, "deleted": {"$ne": True}}
+    if phases and ExecutionPhase.UNKNOWN not in phases:
+        query["state"] = {"$in": [s for s, p in PHASE_OF_STATE.items() if p in phases]}
+    rows: list[tuple[datetime, Document]] = []
+    async for job in gateway.jobs.raw.find(query, {k: 1 for k in JOB_FIELDS}):
+        created = parse_time(job.get("submit_date")) or datetime.min.replace(tzinfo=UTC)
+        if phases and phase_of(job) not in phases:
+            continue
+        # Compared as published (to the millisecond), so AFTER=<a listed creationTime> leaves that
+        # job out.
+        if after is not None and created.replace(microsecond=created.microsecond // 1000 * 1000) <= after:
+            continue
+        rows.append((created, job))
+    return rows
 
-    @r.post("/jobs")
-    async def create_job() -> Response:
-        response = text(
-            "Jobs are not created through UWS here: submit them with the caesar-rest API "
-            f"(POST {CAESAR_PREFIX}/job) or the ExecutionBroker API; they then appear in this list.",
-            405,
-        )
-        response.headers["Allow"] = "GET"
-        return response
 
-    # --- one job ------------------------------------------------------------------------------
+@router.post("/jobs")
+async def create_job() -> Response:
+    raise MethodNotAllowed(
+        "Jobs are not created through UWS here: submit them with the caesar-rest API "
+        f"(POST {CAESAR_PREFIX}/job) or the ExecutionBroker API; they then appear in this list.",
+        headers=ALLOW_GET,
+    )
 
-    @r.get("/jobs/{job_id}", name="uws_job")
-    async def job_summary(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        params = await request_params(request)
-        wait = parse_wait(v) if (v := one(params, "WAIT")) is not None else 0.0
-        only_in = parse_phase(v) if (v := one(params, "PHASE")) is not None else None
-        job = await find_job(request, user, job_id)
-        job = await wait_for_change(request, user, job, wait, only_in)
-        return xml(await asyncio.to_thread(summary, request, job))
 
-    async def delete(request: Request, user: str, job_id: str) -> Response:
-        gw = gateway_of(request)
-        job = await find_job(request, user, job_id)
-        if job.get("state") not in TERMINAL_STATES:
-            await gw.request_cancel(user, job)
-        await gw.jobs.update_one({"_id": job["_id"]}, {"$set": {"deleted": True}})
-        return RedirectResponse(str(request.url_for("uws_jobs")), status_code=303)
+# --- one job ------------------------------------------------------------------------------------
 
-    @r.delete("/jobs/{job_id}")
-    async def delete_job(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        return await delete(request, user, job_id)
 
-    @r.post("/jobs/{job_id}")
-    async def post_job(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        action = one(await request_params(request), "ACTION")
-        if action is None or action.upper() != "DELETE":
-            await find_job(request, user, job_id)
-            raise UWSError(400, f"Invalid ACTION {action!r}: only ACTION=DELETE is supported")
-        return await delete(request, user, job_id)
+@router.get("/jobs/{job_id}", name="uws_job")
+async def job_summary(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    params = await request_params(request)
+    wait = parse_wait(v) if (v := one(params, "WAIT")) is not None else 0.0
+    only_in = parse_phase(v) if (v := one(params, "PHASE")) is not None else None
+    job = await find_job(gateway, user, job_id)
+    job = await wait_for_change(request, gateway, job, wait, only_in)
+    return xml(await asyncio.to_thread(summary, request, gateway, job))
 
-    # --- phase --------------------------------------------------------------------------------
 
-    @r.get("/jobs/{job_id}/phase")
-    async def get_phase(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        return text(phase_of(await find_job(request, user, job_id)).value)
+async def delete(request: Request, gateway: Gateway, user: str, job_id: str) -> Response:
+    """Cancel the job if it is still under way and hide it from UWS; caesar-rest still lists it."""
+    job = await find_job(gateway, user, job_id)
+    if job.state not in TERMINAL_STATES:
+        await gateway.request_cancel(user, job)
+    await gateway.jobs.update({"_id": job.id}, {"$set": {"deleted": True}})
+    return RedirectResponse(str(request.url_for("uws_jobs")), status_code=303)
 
-    @r.post("/jobs/{job_id}/phase")
-    async def post_phase(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        wanted = one(await request_params(request), "PHASE")
-        job = await find_job(request, user, job_id)
-        phase = phase_of(job)
-        if wanted is None or wanted.upper() not in ("RUN", "ABORT"):
-            raise UWSError(400, f"Invalid PHASE {wanted!r}: expected RUN or ABORT")
-        if wanted.upper() == "RUN":
-            # Jobs are queued as soon as they are submitted: RUN has nothing left to start.
-            if phase not in ACTIVE_PHASES:
-                raise UWSError(409, f"Job {job_id} has already ended ({phase.value}); it cannot be run again")
-        elif job.get("state") not in TERMINAL_STATES:
-            await gateway_of(request).request_cancel(user, job)
-        elif phase != ExecutionPhase.ABORTED:
-            raise UWSError(409, f"Job {job_id} has already ended ({phase.value}); nothing to abort")
-        return RedirectResponse(job_url(request, job_id), status_code=303)
 
-    # --- single-valued properties -------------------------------------------------------------
+@router.delete("/jobs/{job_id}")
+async def delete_job(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    return await delete(request, gateway, user, job_id)
 
-    def iso(moment: datetime | None) -> str:
-        return "" if moment is None else moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    @r.get("/jobs/{job_id}/quote")
-    async def get_quote(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        return text(iso(quote_of(await find_job(request, user, job_id))))
+@router.post("/jobs/{job_id}")
+async def post_job(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    action = one(await request_params(request), "ACTION")
+    if action is None or action.upper() != "DELETE":
+        await find_job(gateway, user, job_id)
+        raise BadRequest(f"Invalid ACTION {action!r}: only ACTION=DELETE is supported")
+    return await delete(request, gateway, user, job_id)
 
-    @r.get("/jobs/{job_id}/executionduration")
-    async def get_duration(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        return text(str(duration_of(await find_job(request, user, job_id))))
 
-    @r.get("/jobs/{job_id}/destruction")
-    async def get_destruction(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        await find_job(request, user, job_id)
-        return text("")  # jobs are kept until deleted
+# --- phase --------------------------------------------------------------------------------------
 
-    @r.get("/jobs/{job_id}/owner")
-    async def get_owner(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        return text(owner_of(await find_job(request, user, job_id)) or "")
 
-    @r.get("/jobs/{job_id}/error")
-    async def get_error(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        job = await find_job(request, user, job_id)
-        error = error_summary_of(job)
-        if error is None:
-            raise UWSError(404, f"Job {job_id} has no error (phase {phase_of(job).value})")
-        return text(error.message)
+@router.get("/jobs/{job_id}/phase")
+async def get_phase(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    return text(phase_of((await find_job(gateway, user, job_id)).to_doc()).value)
 
-    @r.get("/jobs/{job_id}/parameters")
-    async def get_parameters(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        return xml(parameters_of(await find_job(request, user, job_id)))
 
-    def read_only(prop: str, why: str) -> None:
-        @r.post(f"/jobs/{{job_id}}/{prop}", name=f"uws_post_{prop}")
-        async def refuse(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-            await find_job(request, user, job_id)
-            response = text(f"{prop} cannot be changed: {why}", 405)
-            response.headers["Allow"] = "GET"
-            return response
+@router.post("/jobs/{job_id}/phase")
+async def post_phase(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    wanted = one(await request_params(request), "PHASE")
+    job = await find_job(gateway, user, job_id)
+    phase = phase_of(job.to_doc())
+    if wanted is None or wanted.upper() not in ("RUN", "ABORT"):
+        raise BadRequest(f"Invalid PHASE {wanted!r}: expected RUN or ABORT")
+    if wanted.upper() == "RUN":
+        # Jobs are queued as soon as they are submitted: RUN has nothing left to start.
+        if phase not in ACTIVE_PHASES:
+            raise Conflict(f"Job {job_id} has already ended ({phase.value}); it cannot be run again")
+    elif job.state not in TERMINAL_STATES:
+        await gateway.request_cancel(user, job)
+    elif phase != ExecutionPhase.ABORTED:
+        raise Conflict(f"Job {job_id} has already ended ({phase.value}); nothing to abort")
+    return RedirectResponse(job_url(request, job_id), status_code=303)
 
-    read_only("executionduration", "it is the wall time of the offer the job was accepted with")
-    read_only("destruction", "jobs are kept until they are deleted")
-    read_only("parameters", "jobs are queued as soon as they are submitted")
 
-    # --- results ------------------------------------------------------------------------------
+# --- single-valued properties -------------------------------------------------------------------
 
-    @r.get("/jobs/{job_id}/results")
-    async def get_results(request: Request, job_id: str, user: str = Depends(current_user)) -> Response:
-        job = await find_job(request, user, job_id)
-        return xml(await asyncio.to_thread(results_of, request, job))
 
-    @r.get("/jobs/{job_id}/results/{name}", name="uws_result")
-    async def get_result(
-        request: Request, job_id: str, name: str, user: str = Depends(current_user)
-    ) -> Response:
-        job = await find_job(request, user, job_id)
-        if job.get("state") not in TERMINAL_STATES or "/" in name or "\\" in name:
-            raise UWSError(404, f"Job {job_id} has no result {name!r}")
-        products = await asyncio.to_thread(list_products, gateway_of(request).job_dir(job))
-        if name not in products:
-            raise UWSError(404, f"Job {job_id} has no result {name!r}")
-        path, media_type = products[name]
-        return FileResponse(path, filename=name, media_type=media_type)
+def iso(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    return r
+
+@router.get("/jobs/{job_id}/quote")
+async def get_quote(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    return text(iso(quote_of((await find_job(gateway, user, job_id)).to_doc())))
+
+
+@router.get("/jobs/{job_id}/executionduration")
+async def get_duration(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    return text(str(duration_of((await find_job(gateway, user, job_id)).to_doc())))
+
+
+@router.get("/jobs/{job_id}/destruction")
+async def get_destruction(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    await find_job(gateway, user, job_id)
+    return text("")  # jobs are kept until deleted
+
+
+@router.get("/jobs/{job_id}/owner")
+async def get_owner(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    return text(owner_of((await find_job(gateway, user, job_id)).to_doc()) or "")
+
+
+@router.get("/jobs/{job_id}/error")
+async def get_error(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    stored = (await find_job(gateway, user, job_id)).to_doc()
+    error = error_summary_of(stored)
+    if error is None:
+        raise NotFound(f"Job {job_id} has no error (phase {phase_of(stored).value})")
+    return text(error.message)
+
+
+@router.get("/jobs/{job_id}/parameters")
+async def get_parameters(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    return xml(parameters_of((await find_job(gateway, user, job_id)).to_doc()))
+
+
+def add_read_only(prop: str, why: str) -> None:
+    """``POST /jobs/{job_id}/<prop>``: refused with 405, once the job is known to exist."""
+
+    @router.post(f"/jobs/{{job_id}}/{prop}", name=f"uws_post_{prop}")
+    async def refuse(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+        await find_job(gateway, user, job_id)
+        raise MethodNotAllowed(f"{prop} cannot be changed: {why}", headers=ALLOW_GET)
+
+
+add_read_only("executionduration", "it is the wall time of the offer the job was accepted with")
+add_read_only("destruction", "jobs are kept until they are deleted")
+add_read_only("parameters", "jobs are queued as soon as they are submitted")
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@router.get("/jobs/{job_id}/results")
+async def get_results(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    job = await find_job(gateway, user, job_id)
+    return xml(await asyncio.to_thread(results_of, request, gateway, job))
+
+
+@router.get("/jobs/{job_id}/results/{name}", name="uws_result")
+async def get_result(job_id: str, name: str, gateway: GatewayDep, user: UserDep) -> Response:
+    job = await find_job(gateway, user, job_id)
+    if job.state not in TERMINAL_STATES or "/" in name or "\\" in name:
+        raise NotFound(f"Job {job_id} has no result {name!r}")
+    products = await asyncio.to_thread(list_products, gateway.job_dir(job))
+    if name not in products:
+        raise NotFound(f"Job {job_id} has no result {name!r}")
+    path, media_type = products[name]
+    return FileResponse(path, filename=name, media_type=media_type)

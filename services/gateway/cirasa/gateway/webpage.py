@@ -1,5 +1,12 @@
 """A one-page web client: upload an image, run a finder, follow the job, download its products."""
 
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+
+router = APIRouter()
+
 INDEX_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>CIRASA</title>
 <style>
@@ -58,3 +65,8 @@ document.getElementById("job").onsubmit = async e => {
 loadApps(); refresh(); setInterval(refresh, 2000);
 </script></body></html>
 """
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> Response:
+    return HTMLResponse(INDEX_HTML)

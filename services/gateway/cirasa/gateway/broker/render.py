@@ -9,6 +9,7 @@ from typing import Any
 from cirasa.common.events import as_utc, utcnow
 from cirasa.gateway.broker import kinds
 from cirasa.gateway.broker.state import session_phase
+from cirasa.gateway.documents import OfferSet, Session
 
 PHASE_OPTIONS = {
     "OFFERED": ["ACCEPTED", "REJECTED", "CANCELLED"],
@@ -67,17 +68,17 @@ def _meta(
     return meta
 
 
-def render_session(doc: dict[str, Any], request: dict[str, Any], base: str) -> dict[str, Any]:
+def render_session(doc: Session, request: dict[str, Any], base: str) -> dict[str, Any]:
     phase = session_phase(doc)
-    start = as_utc(doc["start"])
-    run = timedelta(seconds=doc["duration_s"])
+    start = as_utc(doc.start)
+    run = timedelta(seconds=doc.duration_s)
     component_phase = _COMPONENT_PHASE.get(phase, phase if phase != "COMPLETED" else "COMPLETED")
     options = (
         [{"kind": kinds.ENUM_OPTION, "path": "phase", "values": PHASE_OPTIONS[phase]}]
         if phase in PHASE_OPTIONS
         else []
     )
-    memory = max(1, math.ceil(doc["memory_gib"]))
+    memory = max(1, math.ceil(doc.memory_gib))
     schedule = {
         "preparing": {"start": iso(start), "duration": "PT0S"},
         "available": {
@@ -88,34 +89,34 @@ def render_session(doc: dict[str, Any], request: dict[str, Any], base: str) -> d
     }
     executable = dict(request.get("executable") or {})
     exe_meta: dict[str, Any] = executable["meta"] if isinstance(executable.get("meta"), dict) else {}
-    executable["meta"] = {**exe_meta, "uuid": doc["_id"] + "-exe"}
+    executable["meta"] = {**exe_meta, "uuid": doc.id + "-exe"}
     executable["phase"] = component_phase
     compute_req: dict[str, Any] = request["compute"] if isinstance(request.get("compute"), dict) else {}
     compute_meta: dict[str, Any] = compute_req["meta"] if isinstance(compute_req.get("meta"), dict) else {}
     out: dict[str, Any] = {
         "kind": kinds.SIMPLE_SESSION,
         "meta": _meta(
-            doc["_id"],
+            doc.id,
             base,
             "sessions",
-            doc["created"],
-            doc.get("modified"),
-            messages=doc.get("messages"),
+            doc.created,
+            doc.modified,
+            messages=doc.messages,
             options=options,
-            name=f"{doc['platform']}: {doc.get('description') or 'offer'}",
+            name=f"{doc.platform}: {doc.description or 'offer'}",
         ),
         "phase": phase,
-        "expires": iso(doc.get("expires_at")) if doc["offer_state"] == "OFFERED" else None,
+        "expires": iso(doc.expires_at) if doc.offer_state == "OFFERED" else None,
         "schedule": schedule,
         "executable": executable,
         "compute": {
             "kind": kinds.SIMPLE_COMPUTE,
             "meta": {
                 **compute_meta,
-                "uuid": doc["_id"] + "-compute",
-                "description": f"platform {doc['platform']}",
+                "uuid": doc.id + "-compute",
+                "description": f"platform {doc.platform}",
             },
-            "cores": {"min": doc["cores"], "max": doc["cores"]},
+            "cores": {"min": doc.cores, "max": doc.cores},
             "memory": {"min": memory, "max": memory},
             "phase": component_phase,
             "schedule": schedule,
@@ -124,36 +125,36 @@ def render_session(doc: dict[str, Any], request: dict[str, Any], base: str) -> d
         "data": [],
         "connectors": [],
     }
-    if doc.get("cost_core_hours") is not None:
+    if doc.cost_core_hours is not None:
         out["costs"] = [
             {
                 "kind": "urn:cirasa:eb:cost:core-hours",
                 "type": "urn:cirasa:cost:core-hours",
                 "description": "cores x wall-time limit",
-                "min": doc["cost_core_hours"],
-                "max": doc["cost_core_hours"],
+                "min": doc.cost_core_hours,
+                "max": doc.cost_core_hours,
             }
         ]
-    if doc.get("job_status"):
+    if doc.job_status:
         out["meta"].setdefault("messages", []).append(
             {
                 "kind": "urn:cirasa:eb:job-status",
                 "level": "INFO",
-                "message": doc["job_status"],
-                "template": doc["job_status"],
+                "message": doc.job_status,
+                "template": doc.job_status,
                 "values": {},
-                "time": iso(doc.get("modified")),
+                "time": iso(doc.modified),
             }
         )
     return out
 
 
-def render_offerset(doc: dict[str, Any], sessions: list[dict[str, Any]], base: str) -> dict[str, Any]:
+def render_offerset(doc: OfferSet, sessions: list[Session], base: str) -> dict[str, Any]:
     return {
         "kind": kinds.OFFERSET,
-        "meta": _meta(doc["_id"], base, "offersets", doc["created_at"], messages=doc.get("messages")),
-        "result": doc["result"] if doc["result"] in ("YES", "NO") else "NO",
-        "offers": [render_session(s, doc.get("request") or {}, base) for s in sessions],
+        "meta": _meta(doc.id, base, "offersets", doc.created_at, messages=doc.messages),
+        "result": doc.result if doc.result in ("YES", "NO") else "NO",
+        "offers": [render_session(s, doc.request or {}, base) for s in sessions],
     }
 
 

@@ -1,12 +1,13 @@
 """Reading an ExecutionRequest (JSON or YAML, v1.0 ``kind``/``meta`` or the legacy ``type`` shapes).
 
 Structural problems (not a mapping, a number that is not a number, an unparseable date) are the
-client's error: ``RequestError`` → 400. Things we understand but cannot do (an unknown executable
+client's error: ``BadRequest`` → 400. Things we understand but cannot do (an unknown executable
 kind, an unknown app) are not errors: they become a NO with messages, as the specification says.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,15 +19,12 @@ from pydantic import TypeAdapter, ValidationError
 from cirasa.common.events import ResourceRequest, utcnow
 from cirasa.finders.registry import OptionError, get_app
 from cirasa.gateway.broker import kinds
+from cirasa.gateway.errors import BadRequest
 
 MAX_BODY = 1024 * 1024
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _FILE_ID = re.compile(r"^[0-9a-f]{32}$")
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
-
-
-class RequestError(ValueError):
-    """The request is malformed: 400."""
 
 
 @dataclass
@@ -47,23 +45,20 @@ class ParsedRequest:
 
 
 def load_body(raw: bytes, content_type: str | None) -> Any:
-    if len(raw) > MAX_BODY:
-        raise RequestError(f"request body over {MAX_BODY // 1024} KiB")
+    """The body (at most ``MAX_BODY`` bytes, as the route reads it) as JSON, or YAML when it says so."""
     text = raw.decode("utf-8", errors="strict") if raw else ""
     ctype = (content_type or "").split(";")[0].strip().lower()
     try:
         if "yaml" in ctype or "yml" in ctype:
             return yaml.safe_load(text)
-        import json
-
         return json.loads(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise RequestError(f"body is not valid {'YAML' if 'y' in ctype[-4:] else 'JSON'}: {exc}") from exc
+        raise BadRequest(f"body is not valid {'YAML' if 'y' in ctype[-4:] else 'JSON'}: {exc}") from exc
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise RequestError(f"{where} must be an object")
+        raise BadRequest(f"{where} must be an object")
     return value
 
 
@@ -78,19 +73,17 @@ def _minmax(block: Any, where: str, default: int) -> tuple[int, int]:
     lo, hi = data.get("min"), data.get("max")
     for v in (lo, hi):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise RequestError(f"{where}.min and {where}.max must be positive integers")
+            raise BadRequest(f"{where}.min and {where}.max must be positive integers")
     lo = lo if lo is not None else (hi if hi is not None else default)
     hi = hi if hi is not None else lo
     if hi < lo:
-        raise RequestError(f"{where}.max ({hi}) is below {where}.min ({lo})")
+        raise BadRequest(f"{where}.max ({hi}) is below {where}.min ({lo})")
     return lo, hi
 
 
 def _interval(text: Any) -> tuple[datetime, datetime]:
     if not isinstance(text, str) or "/" not in text:
-        raise RequestError(
-            "schedule.requested.start must be an ISO-8601 interval: start/end or start/duration"
-        )
+        raise BadRequest("schedule.requested.start must be an ISO-8601 interval: start/end or start/duration")
     left, right = text.split("/", 1)
     try:
         if left.startswith("P"):
@@ -101,7 +94,7 @@ def _interval(text: Any) -> tuple[datetime, datetime]:
             return start, start + _DURATION.validate_python(right)
         return start, _INSTANT.validate_python(right)
     except ValidationError as exc:
-        raise RequestError(f"schedule.requested.start {text!r} is not an ISO-8601 interval") from exc
+        raise BadRequest(f"schedule.requested.start {text!r} is not an ISO-8601 interval") from exc
 
 
 def parse_request(body: Any, limits: tuple[int, float, int]) -> ParsedRequest:
@@ -109,11 +102,11 @@ def parse_request(body: Any, limits: tuple[int, float, int]) -> ParsedRequest:
     data = _mapping(body, "the request")
     raw_exe = data.get("executable")
     if raw_exe is None:
-        raise RequestError("the request has no executable")
+        raise BadRequest("the request has no executable")
     exe = _mapping(raw_exe, "executable")
     uri = exe.get("kind") or exe.get("type")
     if not isinstance(uri, str):
-        raise RequestError("executable.kind is missing")
+        raise BadRequest("executable.kind is missing")
     name = kinds.executable_kind(uri)
     parsed = ParsedRequest(executable=exe, executable_kind=name or "unknown")
     if name is None:
@@ -173,13 +166,13 @@ def _read_app(exe: dict[str, Any], parsed: ParsedRequest) -> None:
     try:
         validated = app.validate(exe.get("options") or {})
     except OptionError as exc:
-        raise RequestError(str(exc)) from exc
+        raise BadRequest(str(exc)) from exc
     parsed.options = validated.values
     if validated.ignored:
         parsed.warnings.append(f"unknown options ignored: {', '.join(validated.ignored)}")
     inputs = exe.get("inputs") or []
     if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
-        raise RequestError("executable.inputs must be a list of file ids")
+        raise BadRequest("executable.inputs must be a list of file ids")
     parsed.input_ids = inputs
     parsed.resources = app.resources_for(parsed.options)
 
@@ -225,12 +218,12 @@ def _read_schedule(raw: Any, parsed: ParsedRequest, max_duration_s: int) -> None
         try:
             duration = _DURATION.validate_python(block["duration"])
         except ValidationError as exc:
-            raise RequestError(
+            raise BadRequest(
                 f"schedule.requested.duration {block['duration']!r} is not an ISO-8601 duration"
             ) from exc
         seconds = int(duration.total_seconds())
         if seconds < 1:
-            raise RequestError("schedule.requested.duration must be positive")
+            raise BadRequest("schedule.requested.duration must be positive")
         parsed.resources = parsed.resources.model_copy(update={"duration_s": seconds})
     start = block.get("start")
     if isinstance(start, list):  # the EB text allows several windows; we take the first
@@ -238,7 +231,7 @@ def _read_schedule(raw: Any, parsed: ParsedRequest, max_duration_s: int) -> None
     if start is not None:
         after, before = _interval(start)
         if before < after:
-            raise RequestError("schedule.requested.start ends before it starts")
+            raise BadRequest("schedule.requested.start ends before it starts")
         if before < utcnow():
             parsed.no.append(f"the requested start window {start} has already passed")
         parsed.start_after, parsed.start_before = after, before

@@ -32,9 +32,10 @@ from cirasa.common.events import (
 )
 from cirasa.common.outbox import outbox_entries, outbox_push
 from cirasa.common.store import Database
+from cirasa.common.store.documents import Documents
 from cirasa.gateway.broker.request import ParsedRequest
+from cirasa.gateway.documents import OFFERSETS, SESSIONS, OfferSet, Session, StoredFile
 
-OFFERSETS, SESSIONS = "offersets", "sessions"
 INDEXES = {SESSIONS: [IndexModel([("offerset_id", ASCENDING)]), IndexModel([("job_id", ASCENDING)])]}
 
 _JOB_PHASE = {
@@ -47,21 +48,21 @@ _JOB_PHASE = {
 }
 
 
-def session_phase(doc: dict[str, Any], now: datetime | None = None) -> str:
+def session_phase(doc: Session, now: datetime | None = None) -> str:
     """The ExecutionBroker phase of a session, from its offer's phase and then its job's state."""
-    if doc["offer_state"] != "ACCEPTED":
-        return str(doc["offer_state"])
-    job_state = doc.get("job_state")
-    if job_state is None:
+    if doc.offer_state != "ACCEPTED":
+        return doc.offer_state
+    if doc.job_state is None:
         return "ACCEPTED"
-    if job_state == "PENDING":
-        return "WAITING" if as_utc(doc["start"]) > (now or utcnow()) else "PREPARING"
-    return _JOB_PHASE.get(job_state, "FAILED")
+    if doc.job_state == "PENDING":
+        return "WAITING" if as_utc(doc.start) > (now or utcnow()) else "PREPARING"
+    return _JOB_PHASE.get(doc.job_state, "FAILED")
 
 
 class BrokerState:
     def __init__(self, db: Database, producer: str) -> None:
-        self.offersets, self.sessions = db[OFFERSETS], db[SESSIONS]
+        self.offersets = Documents(db[OFFERSETS], OfferSet)
+        self.sessions = Documents(db[SESSIONS], Session)
         self.producer = producer
 
     # --- writes from the HTTP side ----------------------------------------------------------
@@ -70,74 +71,70 @@ class BrokerState:
         self,
         user: str,
         parsed: ParsedRequest,
-        files: list[dict[str, Any]],
+        files: list[StoredFile],
         request: dict[str, Any],
         direct: bool,
         proposal_id: str,
-    ) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "_id": proposal_id,
-            "user": user,
-            "created_at": utcnow(),
-            "request": request,
-            "direct": direct,
-            "result": "PENDING",
-            "messages": [],
-            "set_size": None,
-            "offer_ids": [],
-            "outbox": [],
-        }
-        for warning in parsed.warnings:
-            doc["messages"].append(message("WARN", warning))
-        if parsed.no:
-            doc.update(result="NO", messages=doc["messages"] + [message("ERROR", r) for r in parsed.no])
-        else:
-            proposal = TaskProposed(
-                producer=self.producer,
-                correlation_id=proposal_id,
-                user=user,
-                app=parsed.app or parsed.executable_kind,
-                options=parsed.options,
-                resources=parsed.resources,
-                start_after=parsed.start_after,
-                start_before=parsed.start_before,
-                auto_accept=direct,
-                executable_kind=parsed.executable_kind,
-                image=parsed.image,
-                command=parsed.command,
-                inputs=[
-                    InputFile(file_id=f["_id"], relpath=f["relpath"], size_bytes=f.get("size_bytes", 0))
-                    for f in files
-                ],
-            )
-            doc["outbox"] = outbox_entries([proposal])
-        await self.offersets.insert_one(doc)
-        return doc
+    ) -> OfferSet:
+        offerset = OfferSet(
+            id=proposal_id,
+            user=user,
+            created_at=utcnow(),
+            request=request,
+            direct=direct,
+            result="NO" if parsed.no else "PENDING",
+            messages=[message("WARN", w) for w in parsed.warnings] + [message("ERROR", r) for r in parsed.no],
+            set_size=None,
+            offer_ids=[],
+            outbox=[]
+            if parsed.no
+            else outbox_entries([self.proposal(user, parsed, files, direct, proposal_id)]),
+        )
+        await self.offersets.insert(offerset)
+        return offerset
 
-    async def decide(self, session: dict[str, Any], value: str) -> None:
+    def proposal(
+        self, user: str, parsed: ParsedRequest, files: list[StoredFile], direct: bool, proposal_id: str
+    ) -> TaskProposed:
+        return TaskProposed(
+            producer=self.producer,
+            correlation_id=proposal_id,
+            user=user,
+            app=parsed.app or parsed.executable_kind,
+            options=parsed.options,
+            resources=parsed.resources,
+            start_after=parsed.start_after,
+            start_before=parsed.start_before,
+            auto_accept=direct,
+            executable_kind=parsed.executable_kind,
+            image=parsed.image,
+            command=parsed.command,
+            inputs=[InputFile(file_id=f.id, relpath=f.relpath, size_bytes=f.size_bytes) for f in files],
+        )
+
+    async def decide(self, session: Session, value: str) -> None:
         """Queue the event for a client's phase update (validated by the caller)."""
         event: Event
-        env = {"producer": self.producer, "correlation_id": session["offerset_id"], "user": session["user"]}
-        if session["offer_state"] == "OFFERED":
-            event = OfferDecision(**env, offer_id=session["_id"], decision=value)
+        env = {"producer": self.producer, "correlation_id": session.offerset_id, "user": session.user}
+        if session.offer_state == "OFFERED":
+            event = OfferDecision(**env, offer_id=session.id, decision=value)
         else:
-            event = CancelRequested(**env, job_id=session["job_id"], reason="Session cancelled by its owner")
-        await self.sessions.update_one(
-            {"_id": session["_id"]},
+            event = CancelRequested(**env, job_id=session.job_id, reason="Session cancelled by its owner")
+        await self.sessions.update(
+            {"_id": session.id},
             {"$set": {"pending": {"value": value, "at": utcnow()}}, "$push": outbox_push([event])},
         )
 
     # --- reads ----------------------------------------------------------------------------
 
-    async def offerset(self, user: str, offerset_id: str) -> dict[str, Any] | None:
+    async def offerset(self, user: str, offerset_id: str) -> OfferSet | None:
         return await self.offersets.find_one({"_id": offerset_id, "user": user})
 
-    async def session(self, user: str, session_id: str) -> dict[str, Any] | None:
+    async def session(self, user: str, session_id: str) -> Session | None:
         return await self.sessions.find_one({"_id": session_id, "user": user})
 
-    async def sessions_of(self, offerset_id: str) -> list[dict[str, Any]]:
-        cursor = self.sessions.find({"offerset_id": offerset_id}).sort("rank", ASCENDING)
-        return [d async for d in cursor]
+    async def sessions_of(self, offerset_id: str) -> list[Session]:
+        return [s async for s in self.sessions.find({"offerset_id": offerset_id}, sort=[("rank", ASCENDING)])]
 
     async def wait(self, probe: Callable[[], Any], timeout_s: float) -> Any:
         deadline = time.monotonic() + timeout_s
@@ -150,11 +147,11 @@ class BrokerState:
     # --- events ---------------------------------------------------------------------------
 
     async def on_offer_made(self, ev: OfferMade) -> None:
-        offerset = await self.offersets.find_one({"_id": ev.correlation_id}, {"direct": 1})
+        offerset = await self.offersets.get(ev.correlation_id)
         if offerset is None:
             return  # a caesar-rest proposal
         if not ev.accepted:
-            await self.offersets.update_one(
+            await self.offersets.update(
                 {"_id": ev.correlation_id, "result": "PENDING"},
                 {
                     "$set": {
@@ -167,9 +164,9 @@ class BrokerState:
             )
             return
         assert ev.resources is not None and ev.start is not None and ev.platform is not None
-        direct = bool(offerset.get("direct"))
+        direct = offerset.direct
         now = utcnow()
-        await self.sessions.update_one(
+        await self.sessions.raw.update_one(
             {"_id": ev.offer_id},
             {
                 "$setOnInsert": {
@@ -196,7 +193,7 @@ class BrokerState:
             },
             upsert=True,
         )
-        await self.offersets.update_one(
+        await self.offersets.update(
             {"_id": ev.correlation_id},
             {"$addToSet": {"offer_ids": ev.offer_id}, "$set": {"result": "YES", "set_size": ev.set_size}},
         )
@@ -217,15 +214,15 @@ class BrokerState:
         update: dict[str, Any] = {"$set": changes}
         if ev.reason:
             update["$push"] = {"messages": message("WARN" if ev.refused else "INFO", ev.reason)}
-        await self.sessions.update_one({"_id": ev.offer_id}, update)
+        await self.sessions.update({"_id": ev.offer_id}, update)
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
-        await self.sessions.update_one(
+        await self.sessions.update(
             {"_id": ev.offer_id}, {"$set": {"job_id": ev.job_id, "modified": utcnow()}}
         )
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
-        await self.sessions.update_many(
+        await self.sessions.raw.update_many(
             {"job_id": ev.job_id, "job_seq": {"$lt": ev.seq}, "job_state": {"$nin": list(TERMINAL_STATES)}},
             {
                 "$set": {
