@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cirasa.common.paths import safe_user
 from cirasa.common.settings import AuthSettings, GatewaySettings, Settings
 from tests.conftest import API, Stack, start_stack, stop_stack
 
@@ -50,6 +51,7 @@ def token(email: str, key: Any = KEY, **claims: Any) -> str:
         "aud": AUDIENCE,
         "sub": email,
         "email": email,
+        "email_verified": True,
         "iat": now,
         "exp": now + 300,
         **claims,
@@ -121,4 +123,49 @@ async def test_users_see_only_their_own_files_and_jobs(secured: Stack, fits_imag
         )
     ).json()
     assert status["job_id"] == job_id
-    assert (secured.settings.data_dir / "alice_smith_inaf_it").is_dir()  # caesar-rest's user mapping
+    assert (secured.settings.data_dir / safe_user("alice.smith@inaf.it")).is_dir()
+
+
+def claims_token(**claims: Any) -> str:
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300, **claims}
+    return jwt.encode(payload, KEY, algorithm="RS256", headers={"kid": "k1"})
+
+
+COLLIDING = {  # issue 9: caesar-rest's mapping made all of these one user
+    "verified": claims_token(sub="u1", email="alice@example.org", email_verified=True),
+    "dot-swapped": claims_token(sub="u2", email="alice.example@org", email_verified=True),
+    "underscored": claims_token(sub="u3", email="alice_example_org", email_verified=True),
+    "sub-only": claims_token(sub="alice@example.org"),
+    "unverified": claims_token(sub="u5", email="alice@example.org", email_verified=False),
+    "long": claims_token(sub="x" * 300, email="x" * 300, email_verified=True),
+    "long-sibling": claims_token(sub="y", email="x" * 299 + "y", email_verified=True),
+}
+
+
+async def test_users_whose_names_look_alike_stay_apart(secured: Stack, fits_image: Path) -> None:
+    uploaded: dict[str, str] = {}
+    for who, tok in COLLIDING.items():
+        up = await secured.client.post(
+            f"{API}/upload", headers=bearer(tok), files={"file": (f"{who}.fits", fits_image.read_bytes())}
+        )
+        assert up.status_code == 200, (who, up.text)
+        uploaded[who] = up.json()["uuid"]
+    for who, tok in COLLIDING.items():
+        seen = [f["fileid"] for f in (await secured.client.get(f"{API}/fileids", headers=bearer(tok))).json()]
+        assert seen == [uploaded[who]], who
+    user_dirs = [p for p in secured.settings.data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len({p.name for p in user_dirs}) >= len(COLLIDING)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "s" * 600},  # names are refused, never cut to collide
+        {"email": "a@b.org", "email_verified": False},  # no sub to fall back on
+        {"sub": "a\nb"},
+    ],
+)
+async def test_tokens_without_a_usable_identity_are_refused(secured: Stack, claims: dict[str, Any]) -> None:
+    r = await secured.client.get(f"{API}/fileids", headers=bearer(claims_token(**claims)))
+    assert r.status_code == 401
