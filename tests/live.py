@@ -9,7 +9,7 @@ import time
 
 import uvicorn
 
-from cirasa.cli.runtime import SERVICES, build_service, http_app
+from cirasa.cli.runtime import SERVICES, build_service, http_app, http_config
 from cirasa.common.bus import MemoryBroker
 from cirasa.common.settings import Settings
 
@@ -39,8 +39,7 @@ class LiveGateway:
         services = [build_service(name, self.settings, broker) for name in SERVICES]
         for service in services:
             await service.start()
-        config = uvicorn.Config(http_app(services), log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(http_config(http_app(services), self.settings))
         try:
             await self.server.serve(sockets=[self.sock])
         finally:

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from cirasa.accounting.service import Accounting
 from cirasa.common.bus import Bus, MemoryBroker, MemoryBus, RabbitBus
+from cirasa.common.connections import guarded_protocol
 from cirasa.common.http import service_app
 from cirasa.common.service import Service
 from cirasa.common.settings import Settings
@@ -44,20 +46,26 @@ def http_app(services: Sequence[Service]) -> FastAPI:
     return service_app(services, title=f"CIRASA {services[0].name}")
 
 
+def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn as every service runs it: slow and greedy clients held to ``settings.http_limits``."""
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http=guarded_protocol(AutoHTTPProtocol, settings.http_limits),
+    )
+
+
 async def serve(services: Sequence[Service], settings: Settings) -> None:
     """Start the services, serve HTTP until SIGINT/SIGTERM, then stop them in reverse order."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     for service in services:
         await service.start()
-    config = uvicorn.Config(
-        http_app(services),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
+    config = http_config(http_app(services), settings)
     server = uvicorn.Server(config)  # it handles SIGINT/SIGTERM when run in the main thread
     try:
         await server.serve()

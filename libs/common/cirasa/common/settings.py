@@ -75,6 +75,15 @@ class GatewaySettings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
+class HttpLimits(BaseModel):
+    """How long a client may take to send a request, and how many may wait (see common/connections.py)."""
+
+    header_timeout_s: float = Field(10.0, gt=0, description="a request head must arrive within this")
+    body_idle_s: float = Field(30.0, gt=0, description="a request body may pause at most this long")
+    waiting_per_client: int = Field(64, ge=1, description="connections one address may hold idle")
+    waiting_total: int = Field(512, ge=1, description="idle connections in all")
+
+
 class MonitorSettings(BaseModel):
     poll_interval_s: float = Field(0.25, gt=0)
     reconcile_interval_s: float = Field(10.0, gt=0)
@@ -103,6 +112,7 @@ class Settings(BaseSettings):
     outbox_sweep_s: float = Field(2.0, gt=0)
     platforms: list[PlatformConfig] = Field(default_factory=_default_platforms)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    http_limits: HttpLimits = Field(default_factory=HttpLimits)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     def platform(self, name: str) -> PlatformConfig:
