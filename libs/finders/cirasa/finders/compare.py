@@ -384,11 +384,31 @@ def merge(
     if not (math.isfinite(radius_arcsec) and radius_arcsec > 0):
         raise CompareError(f"the match radius must be > 0 arcsec, got {radius_arcsec}")
     labels = unique_labels(tables, files)
-    members: list[dict[int, int]] = []  # per merged source: table index -> row index
-    sums = np.empty((0, 3))  # per merged source: the sum of its members' unit vectors
-    all_vectors = [_unit_vectors(table.ra, table.dec) for table in tables]
+    vectors = [_unit_vectors(table.ra, table.dec) for table in tables]
+    members, sums = _group(tables, vectors, radius_arcsec)
+    inputs = [
+        MergedInput(
+            label=label,
+            kind=t.kind,
+            file=f.name,
+            finder_version=t.finder_version,
+            image=t.image,
+            n_sources=len(t),
+        )
+        for label, t, f in zip(labels, tables, files, strict=True)
+    ]
+    sources = _merged_sources(tables, labels, vectors, members, sums)
+    return MergedCatalog(radius_arcsec=radius_arcsec, inputs=inputs, sources=sources)
+
+
+def _group(
+    tables: list[SourceTable], vectors: list[np.ndarray], radius_arcsec: float
+) -> tuple[list[dict[int, int]], np.ndarray]:
+    """The merged sources: per source its members (table index -> row index) and the sum of their unit
+    vectors."""
+    members: list[dict[int, int]] = []
+    sums = np.empty((0, 3))
     for t_index, table in enumerate(tables):
-        vectors = all_vectors[t_index]
         taken = np.zeros(len(table), dtype=bool)
         if members and len(table):
             ra, dec = _radec(sums)
@@ -403,11 +423,21 @@ def merge(
                 used.add(m)
                 taken[row] = True
                 members[m][t_index] = row
-                sums[m] += vectors[row]
+                sums[m] += vectors[t_index][row]
         new_rows = np.flatnonzero(~taken)
         members.extend({t_index: int(row)} for row in new_rows)
-        sums = np.vstack([sums, vectors[new_rows]])
+        sums = np.vstack([sums, vectors[t_index][new_rows]])
+    return members, sums
 
+
+def _merged_sources(
+    tables: list[SourceTable],
+    labels: list[str],
+    vectors: list[np.ndarray],
+    members: list[dict[int, int]],
+    sums: np.ndarray,
+) -> list[MergedSource]:
+    """The merged sources at their members' mean positions, each member with its offset from there."""
     ra, dec = _radec(sums) if len(sums) else (np.empty(0), np.empty(0))
     centres = _unit_vectors(ra, dec)
     group_of: list[np.ndarray] = [np.full(len(t), -1, dtype=np.int64) for t in tables]
@@ -415,7 +445,7 @@ def merge(
         for t_index, row in found.items():
             group_of[t_index][row] = k
     separations = [
-        _angle_arcsec(centres[group_of[t]], all_vectors[t]).tolist() if len(tables[t]) else []
+        _angle_arcsec(centres[group_of[t]], vectors[t]).tolist() if len(tables[t]) else []
         for t in range(len(tables))
     ]
     columns = [
@@ -450,15 +480,4 @@ def merge(
                 members=rows,
             )
         )
-    inputs = [
-        MergedInput(
-            label=label,
-            kind=t.kind,
-            file=f.name,
-            finder_version=t.finder_version,
-            image=t.image,
-            n_sources=len(t),
-        )
-        for label, t, f in zip(labels, tables, files, strict=True)
-    ]
-    return MergedCatalog(radius_arcsec=radius_arcsec, inputs=inputs, sources=sources)
+    return sources

@@ -5,7 +5,8 @@ The recipe (research/finder-anchors.md §1):
 * ``RA---SIN``/``DEC--SIN`` centred on (150, -30) deg, square pixels, a circular Gaussian beam
   (``BMAJ``/``BMIN``/``BPA``), ``FREQ = RESTFRQ = 1.4 GHz``, ``BUNIT = JY/BEAM``, float32 data;
 * sources at ``density_per_deg2``, placed uniformly by random sequential addition at least
-  ``min_separation_beams`` beam FWHM apart and at least ``BORDER_PX`` pixels from the border;
+  ``min_separation_beams`` beam FWHM apart and at least ``BORDER_PX`` pixels from the border
+  (``cirasa.finders.imaging.place_sources``);
 * point sources (``1 - extended_fraction`` of them) are the beam, with an integrated flux S drawn from
   p(S) ~ exp(-S / 0.625 Jy) truncated to [50 µJy, 1 Jy];
 * extended sources are elliptical Gaussians: intrinsic major FWHM uniform in [1, 3] beams, axis ratio
@@ -32,14 +33,14 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
 from cirasa.finders.catalog import pa_to_pixel_angle
-from cirasa.finders.imaging import BORDER_PX, FWHM_PER_SIGMA, TruthSource, synthetic_header
+from cirasa.finders.imaging import FWHM_PER_SIGMA, TruthSource, place_sources, synthetic_header
 
 SourceType = Literal["point", "extended"]
 
@@ -65,8 +66,6 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "noise_jy",
 )
 
-_JAMMING_COVERAGE = 0.547  # area fraction at which random sequential addition of disks jams
-_MAX_CONSECUTIVE_REJECTS = 20_000
 _KERNEL_SIGMAS = 4.0  # half-width of the noise smoothing kernel
 _NOISE_STRIP_ROWS = 32  # rows of noise generated and smoothed at a time (cache-sized strips)
 _CUTOUT_FLOOR = 0.01  # render each source out to where it falls below this fraction of the noise rms
@@ -93,78 +92,6 @@ def truncated_exponential(rng: np.random.Generator, n: int, scale: float, lo: fl
     span = -math.expm1(-(hi - lo) / scale)
     values: np.ndarray = lo - scale * np.log1p(-u * span)
     return np.clip(values, lo, hi)
-
-
-def _place(rng: np.random.Generator, n: int, size: int, min_sep_px: float) -> np.ndarray:
-    """Random sequential addition: uniform candidates, each kept when it is ``min_sep_px`` or more from
-    every source kept before it; centres stay ``BORDER_PX`` from the border.
-
-    Candidates come in batches. A grid of cells ``min_sep_px / sqrt(2)`` wide holds at most one kept
-    source each, so a candidate is checked against the 5 x 5 cells around it in one vectorised step;
-    conflicts inside a batch are then settled in candidate order, which keeps the result that of
-    one-at-a-time placement.
-    """
-    lo, hi = float(BORDER_PX), float(size - 1 - BORDER_PX)
-    if n == 0:
-        return np.empty((0, 2))
-    if hi <= lo:
-        raise ValueError(
-            f"image of {size} px is too small: sources must stay >= {BORDER_PX} px from the border"
-        )
-    side = hi - lo + min_sep_px
-    if n * math.pi * (min_sep_px / 2.0) ** 2 > _JAMMING_COVERAGE * side * side:
-        raise ValueError(_crowded(n, size, min_sep_px, placed=None))
-    if min_sep_px <= 0:
-        return rng.uniform(lo, hi, size=(n, 2))
-    cell = min_sep_px / math.sqrt(2.0)
-    pad = 2
-    ncell = math.ceil((hi - lo) / cell) + 1 + 2 * pad
-    grid = np.full((ncell, ncell), -1, dtype=np.int32)
-    xs, ys = np.zeros(n), np.zeros(n)
-    di = np.repeat(np.arange(-pad, pad + 1), 2 * pad + 1)
-    dj = np.tile(np.arange(-pad, pad + 1), 2 * pad + 1)
-    min_sep2 = min_sep_px * min_sep_px
-    placed = 0
-    rejects = 0
-    while placed < n:
-        batch = int(min(256, max(64, 2 * (n - placed))))
-        cand = rng.uniform(lo, hi, size=(batch, 2))
-        cx, cy = cand[:, 0], cand[:, 1]
-        ci = ((cand - lo) // cell).astype(np.int64) + pad
-        neighbours = grid[ci[:, 0, None] + di[None, :], ci[:, 1, None] + dj[None, :]]  # (batch, 25)
-        d2 = (xs[neighbours] - cx[:, None]) ** 2 + (ys[neighbours] - cy[:, None]) ** 2
-        free = ~((neighbours >= 0) & (d2 < min_sep2)).any(axis=1)
-        keep = free.copy()
-        survivors = np.flatnonzero(free)
-        if len(survivors) > 1:
-            sx, sy = cx[survivors], cy[survivors]
-            close = (sx[:, None] - sx[None, :]) ** 2 + (sy[:, None] - sy[None, :]) ** 2 < min_sep2
-            order = np.arange(len(survivors))
-            close &= order[:, None] > order[None, :]  # close[i, j]: survivor i meets an earlier one j
-            for i in np.flatnonzero(close.any(axis=1)).tolist():
-                if keep[survivors[close[i]]].any():
-                    keep[survivors[i]] = False
-        kept = np.flatnonzero(keep)[: n - placed]
-        if len(kept) == 0:
-            rejects += batch
-        else:
-            rejects = int(batch - 1 - kept[-1])  # rejected candidates after the last kept one
-            index = np.arange(placed, placed + len(kept))
-            xs[index], ys[index] = cx[kept], cy[kept]
-            cells = ci[kept]
-            grid[cells[:, 0], cells[:, 1]] = index
-            placed += len(kept)
-        if rejects >= _MAX_CONSECUTIVE_REJECTS:
-            raise ValueError(_crowded(n, size, min_sep_px, placed=placed))
-    return np.column_stack([xs, ys])
-
-
-def _crowded(n: int, size: int, min_sep_px: float, placed: int | None) -> str:
-    got = "" if placed is None else f" (placed {placed} before running out of room)"
-    return (
-        f"cannot place {n} sources {min_sep_px:.1f} px apart and >= {BORDER_PX} px from the border "
-        f"in a {size}x{size} image{got}; use a lower density, a larger pixel or a smaller beam"
-    )
 
 
 def _gaussian_kernel(sigma_px: float) -> np.ndarray:
@@ -310,6 +237,40 @@ def _check(
         raise ValueError(f"min_separation_beams must be >= 0, got {min_separation_beams}")
 
 
+class _Drawn(NamedTuple):
+    """The random properties of ``n`` sources, one array element per source."""
+
+    extended: np.ndarray
+    flux: np.ndarray  # integrated, Jy
+    peak: np.ndarray  # on the map, Jy/beam
+    maj: np.ndarray  # FWHM on the map, arcsec
+    min: np.ndarray
+    pa: np.ndarray  # degrees east of north
+
+
+def _draw(rng: np.random.Generator, n: int, extended_fraction: float, beam_arcsec: float) -> _Drawn:
+    """Kinds, fluxes and shapes following the recipe (see the module docstring)."""
+    extended = np.zeros(n, dtype=bool)
+    extended[rng.choice(n, size=round(extended_fraction * n), replace=False)] = True
+    n_ext = int(extended.sum())
+    flux = np.empty(n)
+    flux[~extended] = truncated_exponential(rng, n - n_ext, FLUX_SCALE_JY, *POINT_FLUX_RANGE_JY)
+    flux[extended] = truncated_exponential(rng, n_ext, FLUX_SCALE_JY, *EXTENDED_FLUX_RANGE_JY)
+    major_in = rng.uniform(*EXTENDED_MAJOR_BEAMS, size=n_ext) * beam_arcsec
+    minor_in = major_in * rng.uniform(*EXTENDED_AXIS_RATIO, size=n_ext)
+    pa_in = rng.uniform(0.0, 180.0, size=n_ext)
+
+    maj = np.full(n, beam_arcsec)
+    mnr = np.full(n, beam_arcsec)
+    pa = np.zeros(n)
+    maj[extended] = np.hypot(major_in, beam_arcsec)
+    mnr[extended] = np.hypot(minor_in, beam_arcsec)
+    pa[extended] = pa_in
+    # Jy/beam: the flux over the source's area in beams (exactly the flux for a point source)
+    peak = np.where(extended, flux * beam_arcsec * beam_arcsec / (maj * mnr), flux)
+    return _Drawn(extended, flux, peak, maj, mnr, pa)
+
+
 def simulate_sky(
     path: Path,
     size: int = 900,
@@ -340,67 +301,51 @@ def simulate_sky(
         min_separation_beams,
     )
     rng = np.random.default_rng(seed)
-    area_deg2 = (size * pixel_arcsec / 3600.0) ** 2
-    n = round(density_per_deg2 * area_deg2)
+    n = round(density_per_deg2 * (size * pixel_arcsec / 3600.0) ** 2)
     beam_px = beam_arcsec / pixel_arcsec
-    beam_sigma = beam_px / FWHM_PER_SIGMA
-
-    xy = _place(rng, n, size, min_separation_beams * beam_px)
-    extended = np.zeros(n, dtype=bool)
-    extended[rng.choice(n, size=round(extended_fraction * n), replace=False)] = True
-    n_ext = int(extended.sum())
-    flux = np.empty(n)
-    flux[~extended] = truncated_exponential(rng, n - n_ext, FLUX_SCALE_JY, *POINT_FLUX_RANGE_JY)
-    flux[extended] = truncated_exponential(rng, n_ext, FLUX_SCALE_JY, *EXTENDED_FLUX_RANGE_JY)
-    major_in = rng.uniform(*EXTENDED_MAJOR_BEAMS, size=n_ext) * beam_arcsec
-    minor_in = major_in * rng.uniform(*EXTENDED_AXIS_RATIO, size=n_ext)
-    pa_in = rng.uniform(0.0, 180.0, size=n_ext)
-
-    maj = np.full(n, beam_arcsec)
-    mnr = np.full(n, beam_arcsec)
-    pa = np.zeros(n)
-    maj[extended] = np.hypot(major_in, beam_arcsec)
-    mnr[extended] = np.hypot(minor_in, beam_arcsec)
-    pa[extended] = pa_in
-    # Jy/beam: the flux over the source's area in beams (exactly the flux for a point source)
-    peak = np.where(extended, flux * beam_arcsec * beam_arcsec / (maj * mnr), flux)
+    xy = place_sources(rng, n, size, min_separation_beams * beam_px)
+    drawn = _draw(rng, n, extended_fraction, beam_arcsec)
 
     header = synthetic_header(size, beam_arcsec, pixel_arcsec)
     header["HISTORY"] = (
-        f"cirasa simulate_sky: {n} sources ({n_ext} extended), {density_per_deg2:g}/deg2, seed {seed}"
+        f"cirasa simulate_sky: {n} sources ({int(drawn.extended.sum())} extended), "
+        f"{density_per_deg2:g}/deg2, seed {seed}"
     )
     kind = "beam-correlated" if correlated_noise else "white"
     header["HISTORY"] = f"cirasa simulate_sky: noise {noise_jy:g} Jy/beam rms, {kind}"
     wcs = WCS(header)
     ra, dec = wcs.all_pix2world(xy[:, 0], xy[:, 1], 0)
-    angle = np.radians(pa_to_pixel_angle(wcs, xy[:, 0], xy[:, 1], pa)) if n else np.empty(0)
+    angle = np.radians(pa_to_pixel_angle(wcs, xy[:, 0], xy[:, 1], drawn.pa)) if n else np.empty(0)
 
-    image = _noise(rng, size, noise_jy, beam_sigma, correlated_noise)
+    image = _noise(rng, size, noise_jy, beam_px / FWHM_PER_SIGMA, correlated_noise)
     to_sigma_px = 1.0 / (pixel_arcsec * FWHM_PER_SIGMA)  # FWHM in arcsec -> sigma in pixels
-    sigma_major, sigma_minor = maj * to_sigma_px, mnr * to_sigma_px
-    radius = _cutout_radii(peak, sigma_major, noise_jy)
-    _render(image, xy[:, 0], xy[:, 1], peak, sigma_major, sigma_minor, angle, radius)
-
-    kinds: list[SourceType] = ["extended" if e else "point" for e in extended.tolist()]
-    columns = zip(
-        xy[:, 0].tolist(),
-        xy[:, 1].tolist(),
-        np.asarray(ra).tolist(),
-        np.asarray(dec).tolist(),
-        peak.tolist(),
-        flux.tolist(),
-        kinds,
-        maj.tolist(),
-        mnr.tolist(),
-        pa.tolist(),
-        strict=True,
-    )
-    truth = [SkySource(i, *row) for i, row in enumerate(columns, start=1)]
-
+    sigma_major, sigma_minor = drawn.maj * to_sigma_px, drawn.min * to_sigma_px
+    radius = _cutout_radii(drawn.peak, sigma_major, noise_jy)
+    _render(image, xy[:, 0], xy[:, 1], drawn.peak, sigma_major, sigma_minor, angle, radius)
     fits.PrimaryHDU(data=image, header=header).writeto(path, overwrite=True)
+
+    truth = _truth(xy, np.asarray(ra), np.asarray(dec), drawn)
     if truth_path is not None:
         write_sky_truth_csv(truth_path, truth, noise_jy)
     return truth
+
+
+def _truth(xy: np.ndarray, ra: np.ndarray, dec: np.ndarray, drawn: _Drawn) -> list[SkySource]:
+    kinds: list[SourceType] = ["extended" if e else "point" for e in drawn.extended.tolist()]
+    columns = zip(
+        xy[:, 0].tolist(),
+        xy[:, 1].tolist(),
+        ra.tolist(),
+        dec.tolist(),
+        drawn.peak.tolist(),
+        drawn.flux.tolist(),
+        kinds,
+        drawn.maj.tolist(),
+        drawn.min.tolist(),
+        drawn.pa.tolist(),
+        strict=True,
+    )
+    return [SkySource(i, *row) for i, row in enumerate(columns, start=1)]
 
 
 def write_sky_truth_csv(path: Path, sources: list[SkySource], noise_jy: float) -> Path:
