@@ -18,7 +18,9 @@ from cirasa.common.events import utcnow
 from cirasa.common.metrics import PLATFORM_RESERVED_CORES, PLATFORM_TOTAL_CORES
 from cirasa.common.settings import PlatformConfig
 from cirasa.common.store import Collection
+from cirasa.common.store.documents import Documents
 from cirasa.planner.calendar import Booking, Calendar, fits_at
+from cirasa.planner.documents import Platform
 
 MAX_RETRIES = 50
 
@@ -53,14 +55,14 @@ Decide = Callable[[PlatformState], Write | None]
 
 class CapacityBook:
     def __init__(self, collection: Collection, platforms: list[PlatformConfig]) -> None:
-        self._coll = collection
+        self._docs = Documents(collection, Platform)
         self.platforms = {p.name: p for p in platforms}
         self._seen: dict[str, PlatformState] = {}
 
     async def sync_platforms(self) -> None:
         """Create missing platform documents and refresh totals from configuration."""
         for p in self.platforms.values():
-            await self._coll.update_one(
+            await self._docs.raw.update_one(
                 {"_id": p.name},
                 {
                     "$set": {"cores": p.cores, "memory_mib": mib(p.memory_gib)},
@@ -77,18 +79,12 @@ class CapacityBook:
         query: dict[str, Any] = {"_id": platform}
         if seen is not None:
             query["version"] = {"$ne": seen.version}
-        doc = await self._coll.find_one(query)
+        doc = await self._docs.find_one(query)
         if doc is None:
             if seen is None:
                 raise KeyError(platform)
             return seen
-        state = PlatformState(
-            platform,
-            doc["cores"],
-            doc["memory_mib"],
-            doc["version"],
-            [Booking.from_doc(b) for b in doc.get("bookings", [])],
-        )
+        state = PlatformState(platform, doc.cores, doc.memory_mib, doc.version, doc.bookings)
         self._seen[platform] = state
         return state
 
@@ -100,10 +96,7 @@ class CapacityBook:
                 return False
             update, after = write
             update.setdefault("$inc", {})["version"] = 1
-            result = await self._coll.update_one(
-                {"_id": platform, "version": state.version, **(where or {})}, update
-            )
-            if result.modified_count == 1:
+            if await self._docs.update({"_id": platform, "version": state.version, **(where or {})}, update):
                 self._seen[platform] = PlatformState(
                     platform, state.cores, state.memory_mib, state.version + 1, after
                 )

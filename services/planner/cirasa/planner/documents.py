@@ -1,0 +1,127 @@
+"""The planner's stored documents: one model per collection it owns, and the indexes on them.
+
+* ``proposals``: a proposal, its offers and its outbox (``Proposal``);
+* ``platforms``: a platform's totals and bookings (``Platform``, see ``capacity``);
+* ``stats``: per platform, how late jobs start against their offers (``StartDelayStats``).
+
+Proposals and platforms change only by compare-and-swap on their ``version``. Field order is the
+stored order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, field_serializer, field_validator
+from pymongo import ASCENDING, IndexModel
+
+from cirasa.common.events import OfferPhase, ResourceRequest, Resources, TaskProposed, as_utc
+from cirasa.common.store import Document
+from cirasa.common.store.documents import StoredDocument
+from cirasa.planner.calendar import Booking
+
+PROPOSALS = "proposals"
+PLATFORMS = "platforms"
+STATS = "stats"
+
+INDEXES: dict[str, Sequence[IndexModel]] = {
+    PROPOSALS: [
+        IndexModel([("state", ASCENDING), ("created_at", ASCENDING)]),
+        IndexModel([("offers.offer_id", ASCENDING)]),
+    ],
+    PLATFORMS: [IndexModel([("bookings.job_id", ASCENDING)])],
+}
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+ProposalState = Literal["NEW", "NO", "WAITING", "OFFERED", "ACCEPTED", "CLOSED", "PLACED", "CANCELED", "DONE"]
+
+
+class Offer(BaseModel):
+    """An offer as its proposal keeps it; ``offer_id`` also holds its booking (and names its job)."""
+
+    offer_id: str
+    platform: str
+    backend: str
+    cores: int
+    memory_mib: int
+    start: UtcDatetime
+    end: UtcDatetime
+    expires_at: UtcDatetime
+    state: OfferPhase
+    description: str
+
+    def resources(self, duration_s: int) -> Resources:
+        return Resources(cores=self.cores, memory_gib=self.memory_mib / 1024, duration_s=duration_s)
+
+
+class Proposal(StoredDocument):
+    """A proposal (``_id`` is its correlation id); ``reasons`` is stored only once it is NO."""
+
+    id: str = Field(alias="_id")
+    state: ProposalState
+    version: int = 0
+    user: str
+    task: TaskProposed
+    created_at: UtcDatetime
+    causation_id: str | None = None
+    offers: list[Offer] = []
+    outbox: list[dict[str, Any]] = []
+    reasons: list[str] | None = None
+
+    @field_serializer("task")
+    def _task_as_stored(self, task: TaskProposed) -> dict[str, Any]:
+        return task.model_dump(mode="json")
+
+    def to_doc(self) -> Document:
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+    def offer(self, offer_id: str) -> Offer | None:
+        return next((o for o in self.offers if o.offer_id == offer_id), None)
+
+    def offers_with(self, ids: Collection[str], state: OfferPhase) -> list[Offer]:
+        """The offers with those in ``ids`` moved to ``state`` (copies: the proposal is unchanged)."""
+        return [o.model_copy(update={"state": state}) if o.offer_id in ids else o for o in self.offers]
+
+
+def closed_when_settled(offers: list[Offer]) -> ProposalState | None:
+    """CLOSED once no offer is OFFERED any more; None (unchanged) while one still is."""
+    return None if any(o.state == "OFFERED" for o in offers) else "CLOSED"
+
+
+class _RequestOnly(BaseModel):
+    resources: ResourceRequest
+
+
+class WaitingProposal(StoredDocument):
+    """What the drain reads of a waiting proposal: its resource request (``WAITING_FIELDS``)."""
+
+    id: str = Field(alias="_id")
+    task: _RequestOnly
+
+
+WAITING_FIELDS = {"task.resources": 1}
+
+
+class Platform(StoredDocument):
+    """A platform's totals (from configuration) and what is booked on it."""
+
+    id: str = Field(alias="_id")
+    cores: int
+    memory_mib: int
+    version: int
+    bookings: list[Booking] = []
+
+    @field_validator("bookings", mode="plain")
+    @classmethod
+    def _parse_bookings(cls, value: list[dict[str, Any]]) -> list[Booking]:
+        return [Booking.from_doc(b) for b in value]  # the calendar's own reading, on the hot path
+
+
+class StartDelayStats(StoredDocument):
+    """How late jobs start on the platform ``_id`` against their offers (a moving average)."""
+
+    id: str = Field(alias="_id")
+    start_delay_s: float
+    samples: int = 0

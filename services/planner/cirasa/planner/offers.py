@@ -1,0 +1,199 @@
+"""Offers: where and when a task fits, booking what is offered, and the answer (offers, or a NO).
+
+Every offer books what it offers, over its interval, until it is accepted, rejected or expired.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cirasa.common.events import (
+    Event,
+    JobState,
+    JobStateChanged,
+    OfferMade,
+    OfferPhase,
+    TaskProposed,
+    as_utc,
+    utcnow,
+)
+from cirasa.common.settings import PlatformConfig
+from cirasa.planner.calendar import Booking, free_at
+from cirasa.planner.capacity import CapacityBook, mib
+from cirasa.planner.documents import Offer, Proposal
+from cirasa.planner.fit import Fit, no_reasons_summary
+from cirasa.planner.proposals import Envelope, Proposals
+
+DEFAULT_WINDOW = timedelta(hours=2)
+MAX_WINDOW = timedelta(days=30)
+
+StartDelay = Callable[[str], Awaitable[timedelta]]  # how late jobs tend to start on a platform
+
+
+def offer_id_for(proposal_id: str, platform: str, variant: int = 0) -> str:
+    """Deterministic, so a redelivered proposal books the same offers again (a no-op)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"cirasa:offer:{proposal_id}:{platform}:{variant}").hex
+
+
+@dataclass(frozen=True)
+class Candidate:
+    platform: PlatformConfig
+    start: datetime
+    cores: int
+    memory_mib: int
+    description: str
+
+    def offer(
+        self, offer_id: str, end: datetime, expires: datetime, state: OfferPhase, description: str
+    ) -> Offer:
+        return Offer(
+            offer_id=offer_id,
+            platform=self.platform.name,
+            backend=self.platform.backend,
+            cores=self.cores,
+            memory_mib=self.memory_mib,
+            start=self.start,
+            end=end,
+            expires_at=expires,
+            state=state,
+            description=description,
+        )
+
+
+def offer_made(
+    env: Envelope, task: TaskProposed, offer: Offer, set_size: int = 1, description: str = ""
+) -> OfferMade:
+    duration_s = task.resources.duration_s
+    return OfferMade(
+        **env,
+        offer_id=offer.offer_id,
+        platform=offer.platform,
+        accepted=True,
+        resources=offer.resources(duration_s),
+        start=offer.start,
+        expires_at=offer.expires_at,
+        cost_core_hours=round(offer.cores * duration_s / 3600, 4),
+        set_size=set_size,
+        description=description,
+    )
+
+
+def start_window(task: TaskProposed, now: datetime) -> tuple[datetime, datetime]:
+    """When the task may start: its own bounds, else the next ``DEFAULT_WINDOW``; within ``MAX_WINDOW``."""
+    start = max(now, as_utc(task.start_after)) if task.start_after else now
+    end = as_utc(task.start_before) if task.start_before else start + DEFAULT_WINDOW
+    return start, min(end, now + MAX_WINDOW)
+
+
+class Offers:
+    def __init__(self, capacity: CapacityBook, proposals: Proposals, start_delay: StartDelay) -> None:
+        self._capacity = capacity
+        self._proposals = proposals
+        self._start_delay = start_delay
+
+    async def candidates(
+        self,
+        task: TaskProposed,
+        platform: PlatformConfig,
+        window: tuple[datetime, datetime],
+        alternatives: bool,
+        slack: timedelta = timedelta(0),
+    ) -> list[Candidate]:
+        """The earliest start with as much as fits there; then, if that is less than asked, more cores
+        later. ``slack`` lengthens the booking by how late jobs usually start on this platform."""
+        state = await self._capacity.state(platform.name)
+        req, duration = task.resources, timedelta(seconds=task.resources.duration_s) + slack
+        min_mib, max_mib = mib(req.min_memory_gib), mib(req.max_memory_gib)
+        start = state.calendar.earliest_start(
+            state.cores, state.memory_mib, req.min_cores, min_mib, duration, *window
+        )
+        if start is None:
+            return []
+        free_c, free_m = free_at(state.calendar, state.cores, state.memory_mib, start, duration)
+        first = Candidate(platform, start, min(req.max_cores, free_c), min(max_mib, free_m), "earliest start")
+        out = [first]
+        if alternatives and first.cores < req.max_cores:
+            later = state.calendar.earliest_start(
+                state.cores, state.memory_mib, req.max_cores, min_mib, duration, *window
+            )
+            if later is not None and later != start:
+                _, free_m2 = free_at(state.calendar, state.cores, state.memory_mib, later, duration)
+                out.append(
+                    Candidate(platform, later, req.max_cores, min(max_mib, free_m2), "more cores, later")
+                )
+        return out
+
+    async def make(self, doc: Proposal, task: TaskProposed, platforms: list[PlatformConfig]) -> None:
+        """Book and offer, on every platform, the candidates found in the task's window; NO if none."""
+        now = utcnow()
+        span = start_window(task, now)
+        if span[1] < span[0]:
+            await self.say_no(doc, task, ["the requested start window has already passed"], "window passed")
+            return
+        offers: list[Offer] = []
+        reasons: list[str] = []
+        for platform in platforms:
+            found = await self._book_on(doc.id, task, platform, span, now)
+            if found is None:
+                reasons.append(
+                    f"{platform.name}: no free slot of {task.resources.min_cores} cores and "
+                    f"{task.resources.min_memory_gib:g} GiB for {task.resources.duration_s} s "
+                    "starting between "
+                    f"{span[0].isoformat()} and {span[1].isoformat()}"
+                )
+            else:
+                offers += found
+        if not offers:
+            await self.say_no(doc, task, reasons, "No platform has room in the requested window")
+            return
+        env = self._proposals.envelope(task)
+        events: list[Event] = [offer_made(env, task, o, len(offers), o.description) for o in offers]
+        # when another delivery got there first, our bookings are its bookings (same holders)
+        await self._proposals.cas(doc, events, state="OFFERED", offers=offers)
+
+    async def _book_on(
+        self,
+        pid: str,
+        task: TaskProposed,
+        platform: PlatformConfig,
+        span: tuple[datetime, datetime],
+        now: datetime,
+    ) -> list[Offer] | None:
+        """The offers booked on ``platform`` (None: no slot in the window at all)."""
+        delay = await self._start_delay(platform.name)  # jobs here tend to start this late
+        found = await self.candidates(task, platform, span, alternatives=True, slack=delay)
+        if not found:
+            return None
+        duration = timedelta(seconds=task.resources.duration_s)
+        expires = now + timedelta(seconds=platform.offer_ttl_s)
+        note = f"; jobs here start {delay.total_seconds():g} s late on average" if delay else ""
+        offers: list[Offer] = []
+        for variant, cand in enumerate(found):
+            offer_id = offer_id_for(pid, platform.name, variant)
+            end = cand.start + duration + delay
+            booking = Booking(offer_id, cand.cores, cand.memory_mib, cand.start, end, "offer", None, expires)
+            if await self._capacity.book(platform.name, booking):
+                offers.append(cand.offer(offer_id, end, expires, "OFFERED", cand.description + note))
+        return offers
+
+    async def say_no(self, doc: Proposal, ev: TaskProposed, reasons: list[str], summary: str) -> None:
+        """Answer NO with ``reasons``; an auto-accepted task's job ends ABORTED with ``summary``."""
+        env = self._proposals.envelope(ev)
+        events: list[Event] = [
+            OfferMade(**env, offer_id=offer_id_for(doc.id, "none"), accepted=False, reasons=reasons)
+        ]
+        if ev.auto_accept:
+            events.append(
+                JobStateChanged(
+                    **env, job_id=doc.id, state=JobState.ABORTED, status=summary, seq=1, app=ev.app
+                )
+            )
+        await self._proposals.cas(doc, events, state="NO", reasons=reasons)
+
+    async def say_no_fit(self, doc: Proposal, ev: TaskProposed, fits: list[Fit]) -> None:
+        """NO because no platform could ever run the task."""
+        summary = no_reasons_summary(ev, fits)
+        await self.say_no(doc, ev, [r for f in fits for r in f.reasons] or [summary], summary)

@@ -1,0 +1,120 @@
+"""Auto-accepted tasks (caesar-rest ``POST /job``): placed as soon as capacity is free now; until then
+WAITING, oldest first, smaller ones backfilling behind a big one. WAITING → PLACED, or CANCELED."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pymongo import ASCENDING
+from structlog.typing import FilteringBoundLogger
+
+from cirasa.common.events import CancelRequested, Event, JobState, JobStateChanged, utcnow
+from cirasa.common.settings import PlatformConfig
+from cirasa.planner.calendar import Booking, free_at
+from cirasa.planner.capacity import CapacityBook, mib
+from cirasa.planner.documents import WAITING_FIELDS, Proposal, WaitingProposal
+from cirasa.planner.fit import static_fit
+from cirasa.planner.offers import Offers, offer_id_for, offer_made, start_window
+from cirasa.planner.proposals import Proposals
+
+DRAIN_BATCH = 500  # waiting proposals looked at per drain, oldest first
+
+
+class Waiting:
+    def __init__(
+        self,
+        platforms: list[PlatformConfig],
+        capacity: CapacityBook,
+        proposals: Proposals,
+        offers: Offers,
+        log: FilteringBoundLogger,
+    ) -> None:
+        self._platforms = platforms
+        self._capacity = capacity
+        self._proposals = proposals
+        self._offers = offers
+        self._log = log
+        self._drain_lock = asyncio.Lock()
+
+    async def enqueue(self, doc: Proposal) -> None:
+        await self._proposals.cas(doc, state="WAITING")
+        await self.place(doc.id)
+
+    async def place(self, pid: str) -> bool:
+        """Book capacity from now for a waiting auto-accepted task, and submit it."""
+        doc = await self._proposals.docs.get(pid)
+        if doc is None or doc.state != "WAITING":
+            return False
+        task = doc.task
+        now = utcnow()
+        start = start_window(task, now)[0]
+        duration = timedelta(seconds=task.resources.duration_s)
+        platforms = [p for p in self._platforms if static_fit(task, p).ok]
+        for platform in sorted(platforms, key=lambda p: -p.cores):
+            for cand in await self._offers.candidates(task, platform, (start, start), alternatives=False):
+                offer_id = offer_id_for(pid, platform.name)
+                end = cand.start + duration
+                booking = Booking(offer_id, cand.cores, cand.memory_mib, cand.start, end, "job", pid)
+                if not await self._capacity.book(platform.name, booking):
+                    continue
+                offer = cand.offer(offer_id, end, now, "ACCEPTED", "auto-accepted")
+                events: list[Event] = [
+                    offer_made(self._proposals.envelope(task), task, offer),
+                    self._proposals.job_submitted(task, pid, offer),
+                ]
+                if await self._proposals.cas(doc, events, state="PLACED", offers=[offer]):
+                    return True
+                await self._capacity.release(platform.name, {offer_id})  # cancelled meanwhile
+                return False
+        return False
+
+    async def drain(self) -> None:
+        """Place waiting tasks, oldest first; smaller ones may backfill behind a big one."""
+        async with self._drain_lock:
+            free = await self._free_now()
+            waiting = (
+                self._proposals.docs.raw.find({"state": "WAITING"}, WAITING_FIELDS)
+                .sort("created_at", ASCENDING)
+                .limit(DRAIN_BATCH)
+            )
+            async for raw in waiting:
+                doc = WaitingProposal.from_doc(raw)
+                req = doc.task.resources
+                if not any(c >= req.min_cores and m >= mib(req.min_memory_gib) for c, m in free.values()):
+                    continue  # nothing has room for it now: skip without touching the database
+                if await self.place(doc.id):
+                    free = await self._free_now()
+
+    async def _free_now(self) -> dict[str, tuple[int, int]]:
+        """Cores and memory free on each platform at this instant."""
+        free: dict[str, tuple[int, int]] = {}
+        for name in self._capacity.platforms:
+            state = await self._capacity.state(name)
+            free[name] = free_at(
+                state.calendar, state.cores, state.memory_mib, utcnow(), timedelta(seconds=1)
+            )
+        return free
+
+    async def job_ended(self, job_id: str) -> None:
+        """Free what the job held; a placed proposal is DONE, and the waiting ones may now fit."""
+        released = await self._capacity.release_job(job_id)
+        await self._proposals.docs.update({"_id": job_id, "state": "PLACED"}, {"$set": {"state": "DONE"}})
+        if released:
+            self._log.info("capacity.released", job_id=job_id, cores=sum(b.cores for b in released))
+            await self.drain()
+
+    async def cancel(self, ev: CancelRequested) -> None:
+        """A waiting task is CANCELED here; placed jobs are cancelled by the scheduler, the rest is final."""
+        doc = await self._proposals.docs.get(ev.job_id)
+        if doc is None or doc.state != "WAITING":
+            return
+        cancelled = JobStateChanged(
+            **self._proposals.envelope(ev),
+            job_id=ev.job_id,
+            state=JobState.CANCELED,
+            status=ev.reason,
+            seq=1,
+            app=doc.task.app,
+        )
+        await self._proposals.cas(doc, [cancelled], state="CANCELED")
