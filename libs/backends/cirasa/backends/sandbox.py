@@ -7,9 +7,9 @@ The runner (``local_runner``) stays outside and prefixes the job's command with 
   no broker or database, and everything it started dies with it (the namespace's init is killed);
 * a root file system of its own: the system's ``/usr`` (and what ``/bin``, ``/lib`` point to), the
   Python installation and the platform's code read-only, its inputs read-only, its job directory
-  the only writable place, an empty ``/tmp``; the job directory's control folder (``.cirasa``, where
-  the runner records state and the scheduler drops the cancel marker) is hidden behind an empty
-  read-only mount, so a job can neither read nor forge its own state;
+  the only writable place, an empty ``/tmp`` and ``/dev/shm``; the job directory's control folder
+  (``.cirasa``, where the runner records state and the scheduler drops the cancel marker) is hidden
+  behind an empty read-only mount, so a job can neither read nor forge its own state;
 * an unprivileged uid and gid (``nobody`` unless configured), no capabilities, ``no_new_privs``;
 * a scrubbed environment: no ``CIRASA_*``, no credentials, only what the job needs.
 
@@ -39,6 +39,7 @@ NOBODY = 65534
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # read-only files of /etc that programs expect (dynamic linker cache, time zone, fonts, certificates)
 ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/ssl/certs", "/etc/mime.types")
+CACHE_DIRS = ("/tmp/matplotlib", "/tmp/cache", "/tmp/config")  # in the sandbox's own /tmp
 PASSED_ENV = ("LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -110,9 +111,9 @@ def _environment(box: Sandbox) -> list[str]:
             "HOME": str(box.job_dir),
             "TMPDIR": "/tmp",
             # caches in the sandbox's own /tmp, so they do not clutter the job's products
-            "MPLCONFIGDIR": "/tmp/matplotlib",
-            "XDG_CACHE_HOME": "/tmp/cache",
-            "XDG_CONFIG_HOME": "/tmp/config",
+            "MPLCONFIGDIR": CACHE_DIRS[0],
+            "XDG_CACHE_HOME": CACHE_DIRS[1],
+            "XDG_CONFIG_HOME": CACHE_DIRS[2],
             "PYTHONNOUSERSITE": "1",
         }
     )
@@ -134,18 +135,11 @@ def sandbox_argv(box: Sandbox, argv: Sequence[str], bwrap: str | None = None) ->
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     if not as_root:
         args += ["--unshare-user"]
-    args += [
-        "--hostname",
-        "sandbox",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--perms",
-        "1777",
-        "--tmpfs",
-        "/tmp",
-    ]
+    args += ["--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
+    # an empty /tmp, and shared memory (BANE's worker processes share their maps through it)
+    args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
+    for cache in CACHE_DIRS:
+        args += ["--perms", "1777", "--dir", cache]
     args += _system_binds()
     binds = [(path, "--ro-bind") for path in code_dirs()]
     binds += [(Path(path).resolve(), "--ro-bind") for path in box.inputs]

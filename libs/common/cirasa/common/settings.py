@@ -69,10 +69,20 @@ class AuthSettings(BaseModel):
         return self
 
 
+class QuotaSettings(BaseModel):
+    """Per-user limits the gateway enforces atomically (see gateway/quotas.py)."""
+
+    active_jobs: int = Field(100, ge=1, description="jobs PENDING or RUNNING at once, per user")
+    stored_gib: float = Field(50.0, gt=0, description="uploaded files kept, per user")
+    retry_after_s: int = Field(30, ge=1, description="what a 429 tells the client to wait")
+    recount_interval_s: float = Field(60.0, gt=0, description="counters repaired from the stored truth")
+
+
 class GatewaySettings(BaseModel):
     max_upload_mib: int = Field(1024, ge=1, description="largest accepted upload")
     auto_accept: bool = True
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
 
 class HttpLimits(BaseModel):

@@ -40,6 +40,12 @@ class BadRequest(GatewayError):
     status_code = 400
 
 
+class Forbidden(GatewayError):
+    """A hard limit (a quota that only the user's own action, such as deleting files, frees)."""
+
+    status_code = 403
+
+
 class Unauthorized(GatewayError):
     """No valid bearer token; the message goes to the client as ``error_description``."""
 
@@ -68,6 +74,15 @@ class PayloadTooLarge(GatewayError):
 
 class UnsupportedMediaType(GatewayError):
     status_code = 415
+
+
+class TooManyRequests(GatewayError):
+    """A quota that frees by itself: ``Retry-After`` says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class InternalError(GatewayError):

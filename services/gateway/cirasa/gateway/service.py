@@ -6,6 +6,7 @@ Writes that other services must hear about carry their event in the same documen
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,13 +34,14 @@ from cirasa.common.events import (
 )
 from cirasa.common.outbox import outbox_entries, outbox_push
 from cirasa.common.paths import safe_user
-from cirasa.common.service import Service
+from cirasa.common.service import Loop, Service, every
 from cirasa.common.store import Document
 from cirasa.common.store.documents import Documents
 from cirasa.finders.registry import App
 from cirasa.gateway.broker.state import INDEXES as BROKER_INDEXES
 from cirasa.gateway.broker.state import BrokerState
 from cirasa.gateway.documents import FILES, JOBS, OFFERSETS, SESSIONS, USAGE, Job, StoredFile, Usage
+from cirasa.gateway.quotas import Quotas
 from cirasa.gateway.uploads import ReceivedFile
 
 # What the caesar listings leave out of a stored document.
@@ -66,6 +68,7 @@ class Gateway(Service):
         self.jobs = Documents(self.db[JOBS], Job)
         self.usage = Documents(self.db[USAGE], Usage)
         self.broker = BrokerState(self.db, self.name)
+        self.quotas = Quotas(self.db, self.settings.gateway.quotas)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
@@ -73,6 +76,12 @@ class Gateway(Service):
             JOBS: [IndexModel([("user", ASCENDING), ("submit_date", DESCENDING)])],
             **BROKER_INDEXES,
         }
+
+    def loops(self) -> list[Loop]:
+        return [self._recount_loop]
+
+    async def _recount_loop(self, stop: asyncio.Event) -> None:
+        await every(self.settings.gateway.quotas.recount_interval_s, stop, self.quotas.recount)
 
     def register(self) -> None:
         self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
@@ -97,16 +106,18 @@ class Gateway(Service):
             changes["start_date"] = ev.started_at.isoformat()
         if ev.finished_at:
             changes["end_date"] = ev.finished_at.isoformat()
-        await self.jobs.update(
+        applied = await self.jobs.update(
             {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}},
             {"$set": changes},
         )
+        if applied and ev.state.is_terminal:  # this delivery ended the job: its quota slot frees
+            await self.quotas.give_back(ev.user, jobs=1)
         await self.broker.on_job_state_changed(ev)
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         """Jobs accepted through the ExecutionBroker API join the jobs read model (caesar ones are there)."""
         await self.broker.on_job_submitted(ev)
-        await self.jobs.raw.update_one(
+        result = await self.jobs.raw.update_one(
             {"_id": ev.job_id},
             {
                 "$setOnInsert": {
@@ -135,6 +146,8 @@ class Gateway(Service):
             },
             upsert=True,
         )
+        if result.upserted_id is not None:  # an accepted offer is a job under way: it counts
+            await self.quotas.count_job(ev.user)
 
     async def on_offer_made(self, ev: OfferMade) -> None:
         await self.broker.on_offer_made(ev)
@@ -165,6 +178,11 @@ class Gateway(Service):
         return self.settings.data_dir / safe_user(user)
 
     async def register_file(self, user: str, received: ReceivedFile, fmt: str) -> StoredFile:
+        try:
+            await self.quotas.take_bytes(user, received.size_bytes)
+        except Exception:
+            received.discard()
+            raise
         file_id = new_id()
         relpath = f"{safe_user(user)}/{file_id}.{fmt}"
         dest = self.settings.data_dir / relpath
@@ -197,6 +215,7 @@ class Gateway(Service):
             await self.files.insert(file)
         except Exception:
             dest.unlink(missing_ok=True)
+            await self.quotas.give_back(user, size=received.size_bytes)
             raise
         await self.relay.flush(self.files.raw, file_id)
         return file
@@ -220,6 +239,7 @@ class Gateway(Service):
         if not deleted:
             return False
         (self.settings.data_dir / file.relpath).unlink(missing_ok=True)
+        await self.quotas.give_back(user, size=file.size_bytes)
         await self.relay.flush(self.files.raw, file.id)
         return True
 
@@ -260,7 +280,12 @@ class Gateway(Service):
             platform=None,
             outbox=outbox_entries([proposal]),
         )
-        await self.jobs.insert(job)
+        await self.quotas.take_job(user)
+        try:
+            await self.jobs.insert(job)
+        except Exception:
+            await self.quotas.give_back(user, jobs=1)
+            raise
         await self.relay.flush(self.jobs.raw, job_id)
         return job
 
