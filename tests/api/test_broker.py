@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,8 +22,13 @@ YAML = {"content-type": "application/yaml", "accept": "application/yaml"}
 @pytest.fixture
 async def broker_stack(settings: Settings) -> AsyncIterator[Stack]:
     settings.platforms = [
-        PlatformConfig(name="alpha", cores=2, memory_gib=4, max_duration_s=3600, offer_ttl_s=30),
-        PlatformConfig(name="beta", cores=1, memory_gib=2, max_duration_s=3600, offer_ttl_s=30),
+        # these tests take whole platforms in offers: no per-user share (test_offer_share has one)
+        PlatformConfig(
+            name="alpha", cores=2, memory_gib=4, max_duration_s=3600, offer_ttl_s=30, offer_share=1
+        ),
+        PlatformConfig(
+            name="beta", cores=1, memory_gib=2, max_duration_s=3600, offer_ttl_s=30, offer_share=1
+        ),
     ]
     stack = await start_stack(settings, memory=True)
     yield stack
@@ -210,7 +216,7 @@ async def test_offers_expire_on_time_and_give_their_capacity_back(
     settings: Settings, fits_image: Path
 ) -> None:
     settings.platforms = [
-        PlatformConfig(name="solo", cores=2, memory_gib=4, max_duration_s=3600, offer_ttl_s=1)
+        PlatformConfig(name="solo", cores=2, memory_gib=4, max_duration_s=3600, offer_ttl_s=1, offer_share=1)
     ]
     stack = await start_stack(settings, memory=True)
     try:
@@ -293,3 +299,30 @@ async def test_a_jupyter_notebook_runs_headless(broker_stack: Stack) -> None:
     nowhere = {"executable": {"kind": kinds.JUPYTER, "location": "https://example.org/x.ipynb"}}
     no = (await broker_stack.client.post("/offersets", json=nowhere)).json()
     assert no["result"] == "NO" and "uploaded notebook" in no["meta"]["messages"][0]["message"]
+
+
+async def test_offer_share_keeps_room_for_everyone_else(settings: Settings, fits_image: Path) -> None:
+    """Issue 9: an offer set never accepted (2 cores of a 2-core platform for 6 h) held the platform
+    until it expired, and a caesar job waited. One user's unaccepted offers hold at most their share."""
+    settings.platforms = [PlatformConfig(name="solo", cores=2, memory_gib=4, max_duration_s=36000)]
+    stack = await start_stack(settings, memory=True)
+    try:
+        file_id = await stack.upload(fits_image)
+        greedy = await stack.client.post(
+            "/offersets", json=app_request(file_id, cores=(2, 2), duration="PT6H")
+        )
+        assert greedy.json()["result"] == "NO"
+        reason = json.dumps(greedy.json()["meta"].get("messages", []))
+        assert "at most 50% of its 2 cores" in reason, greedy.json()
+        held = (
+            await stack.client.post("/offersets", json=app_request(file_id, cores=(1, 2), duration="PT6H"))
+        ).json()
+        assert [o["compute"]["cores"]["min"] for o in held["offers"]] == [1]  # capped to the share
+        job = await stack.submit("sleep", file_id, {"seconds": 0.2})  # someone else's work starts at once
+        status = await stack.wait_state(job, {"SUCCESS"}, timeout_s=20)
+        assert "RUNNING" in status["_seen"] or status["state"] == "SUCCESS"
+        assert (await stack.client.post("/offersets", json=app_request(file_id, duration="PT6H"))).json()[
+            "result"
+        ] == "NO"  # the share is used up until the held offer is accepted, rejected or expires
+    finally:
+        await stop_stack(stack)

@@ -33,7 +33,15 @@ class PlatformConfig(BaseModel):
         default_factory=dict,
         description="container images it provides, by app name (a docker image, or a .sif path on Slurm)",
     )
-    offer_ttl_s: int = Field(60, ge=1, description="how long an unaccepted offer holds its reservation")
+    offer_ttl_s: int = Field(
+        60, ge=1, le=3600, description="how long an unaccepted offer holds its reservation"
+    )
+    offer_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of cores and memory one user's unaccepted offers may hold at once",
+    )
     start_timeout_s: float | None = Field(
         None,
         gt=0,

@@ -29,6 +29,7 @@ class Booking:
     kind: BookingKind = "offer"
     job_id: str | None = None
     expires_at: datetime | None = None
+    user: str | None = None  # whose offer holds it (the per-user share of unaccepted offers)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class Booking:
             "kind": self.kind,
             "job_id": self.job_id,
             "expires_at": self.expires_at,
+            "user": self.user,
         }
 
     @classmethod
@@ -53,6 +55,7 @@ class Booking:
             kind=doc.get("kind", "offer"),
             job_id=doc.get("job_id"),
             expires_at=as_utc(doc["expires_at"]) if doc.get("expires_at") else None,
+            user=doc.get("user"),
         )
 
 

@@ -10,8 +10,10 @@ and each replica keeps the last version it saw parsed, re-reading only when the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cirasa.common.events import utcnow
@@ -105,7 +107,8 @@ class CapacityBook:
         raise ContentionError(f"platform {platform}: gave up after {MAX_RETRIES} concurrent updates")
 
     async def book(self, platform: str, booking: Booking) -> bool:
-        """Add ``booking`` if it fits at every instant of its interval; idempotent per holder."""
+        """Add ``booking`` if it fits at every instant of its interval and, for an offer, within its
+        user's share of the platform (see :meth:`offer_room`); idempotent per holder."""
         held = False
 
         def decide(state: PlatformState) -> Write | None:
@@ -113,9 +116,27 @@ class CapacityBook:
             held = any(b.holder == booking.holder for b in state.bookings)
             if held or not fits_at(state.calendar, state.cores, state.memory_mib, booking):
                 return None
+            if booking.kind == "offer" and booking.user is not None:
+                cores, memory_mib = self.offer_room(state, booking.user, booking.start, booking.end)
+                if booking.cores > cores or booking.memory_mib > memory_mib:
+                    return None
             return {"$push": {"bookings": booking.to_doc()}}, [*state.bookings, booking]
 
         return await self._change(platform, decide) or held
+
+    def offer_room(self, state: PlatformState, user: str, start: datetime, end: datetime) -> tuple[int, int]:
+        """Cores and memory ``user`` may still hold in unaccepted offers over ``[start, end)`` on the
+        platform: its ``offer_share`` of the totals, less what the user's offers overlapping that
+        interval hold, so one user's offers never stall everyone else's work."""
+        share = self.platforms[state.name].offer_share
+        mine = [
+            b
+            for b in state.bookings
+            if b.kind == "offer" and b.user == user and b.start < end and start < b.end
+        ]
+        cores = math.ceil(share * state.cores) - sum(b.cores for b in mine)
+        memory_mib = math.ceil(share * state.memory_mib) - sum(b.memory_mib for b in mine)
+        return cores, memory_mib
 
     async def release(self, platform: str, holders: set[str]) -> list[Booking]:
         """Remove the bookings of ``holders``; returns those removed."""

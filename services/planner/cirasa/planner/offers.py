@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cirasa.common.events import (
@@ -31,6 +31,10 @@ DEFAULT_WINDOW = timedelta(hours=2)
 MAX_WINDOW = timedelta(days=30)
 
 StartDelay = Callable[[str], Awaitable[timedelta]]  # how late jobs tend to start on a platform
+
+
+class OfferShareExceeded(Exception):
+    """The user's unaccepted offers already hold their share of a platform."""
 
 
 def offer_id_for(proposal_id: str, platform: str, variant: int = 0) -> str:
@@ -136,7 +140,11 @@ class Offers:
         offers: list[Offer] = []
         reasons: list[str] = []
         for platform in platforms:
-            found = await self._book_on(doc.id, task, platform, span, now)
+            try:
+                found = await self._book_on(doc.id, task, platform, span, now)
+            except OfferShareExceeded as exc:
+                reasons.append(str(exc))
+                continue
             if found is None:
                 reasons.append(
                     f"{platform.name}: no free slot of {task.resources.min_cores} cores and "
@@ -167,6 +175,7 @@ class Offers:
         found = await self.candidates(task, platform, span, alternatives=True, slack=delay)
         if not found:
             return None
+        found = await self._within_share(task, platform, found, delay)
         duration = timedelta(seconds=task.resources.duration_s)
         expires = now + timedelta(seconds=platform.offer_ttl_s)
         note = f"; jobs here start {delay.total_seconds():g} s late on average" if delay else ""
@@ -174,10 +183,35 @@ class Offers:
         for variant, cand in enumerate(found):
             offer_id = offer_id_for(pid, platform.name, variant)
             end = cand.start + duration + delay
-            booking = Booking(offer_id, cand.cores, cand.memory_mib, cand.start, end, "offer", None, expires)
+            booking = Booking(
+                offer_id, cand.cores, cand.memory_mib, cand.start, end, "offer", None, expires, task.user
+            )
             if await self._capacity.book(platform.name, booking):
                 offers.append(cand.offer(offer_id, end, expires, "OFFERED", cand.description + note))
         return offers
+
+    async def _within_share(
+        self, task: TaskProposed, platform: PlatformConfig, found: list[Candidate], delay: timedelta
+    ) -> list[Candidate]:
+        """The candidates cut to what the user's share of the platform leaves room for."""
+        state = await self._capacity.state(platform.name)
+        duration = timedelta(seconds=task.resources.duration_s) + delay
+        kept: list[Candidate] = []
+        room = (0, 0)
+        for cand in found:
+            room = self._capacity.offer_room(state, task.user, cand.start, cand.start + duration)
+            if room[0] >= task.resources.min_cores and room[1] >= mib(task.resources.min_memory_gib):
+                kept.append(
+                    replace(cand, cores=min(cand.cores, room[0]), memory_mib=min(cand.memory_mib, room[1]))
+                )
+        if found and not kept:
+            raise OfferShareExceeded(
+                f"{platform.name}: one user's unaccepted offers may hold at most "
+                f"{platform.offer_share:.0%} of its {platform.cores} cores and "
+                f"{platform.memory_gib:g} GiB; yours leave room for {max(room[0], 0)} cores and "
+                f"{max(room[1], 0) / 1024:g} GiB: accept or reject your other offers, or ask for less"
+            )
+        return kept
 
     async def say_no(self, doc: Proposal, ev: TaskProposed, reasons: list[str], summary: str) -> None:
         """Answer NO with ``reasons``; an auto-accepted task's job ends ABORTED with ``summary``."""
