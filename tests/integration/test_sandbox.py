@@ -21,8 +21,10 @@ import pytest
 from cirasa.backends.base import BackendUnavailable, JobSpec, TrackedJob
 from cirasa.backends.local import LocalBackend, LocalOptions, read_local_status
 from cirasa.backends.sandbox import sandbox_available
-from cirasa.common.events import Resources
+from cirasa.common.events import Resources, TaskProposed
+from cirasa.common.settings import PlatformConfig
 from cirasa.finders.registry import get_app
+from cirasa.planner.fit import static_fit
 
 SECRET_URL = "amqp://guest:s3cret@127.0.0.1:5672/"
 LINGER = "3917"  # `sleep 3917`: the process the attacker leaves behind, found by its argument
@@ -170,3 +172,16 @@ def test_without_a_sandbox_untrusted_code_is_refused_and_finders_still_run(tmp_p
                       Resources(cores=1, memory_gib=1, duration_s=60))  # fmt: skip
     backend.submit(trusted)
     assert wait_final(backend, TrackedJob("t", None, trusted_dir)).state.value == "SUCCESS"
+
+
+def test_planner_says_no_to_untrusted_code_where_no_sandbox_can_hold_it() -> None:
+    task = TaskProposed(producer="t", correlation_id="p", user="bob", app="notebook")
+    boxed = PlatformConfig(name="local", cores=2, memory_gib=4, max_duration_s=3600)
+    open_ = PlatformConfig(
+        name="open", cores=2, memory_gib=4, max_duration_s=3600, options={"sandbox": False}
+    )
+    assert static_fit(task, boxed).ok
+    (reason,) = static_fit(task, open_).reasons
+    assert "user-supplied code, which needs a sandbox" in reason and "switched off" in reason
+    trusted = TaskProposed(producer="t", correlation_id="p", user="bob", app="sep")
+    assert static_fit(trusted, open_).ok  # finders still run there

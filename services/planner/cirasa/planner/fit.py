@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cirasa.backends.factory import CONTAINER_BACKENDS, FACTORIES
+from cirasa.backends.sandbox import sandbox_available
 from cirasa.common.events import ResourceRequest, Resources, TaskProposed
 from cirasa.common.settings import PlatformConfig
 from cirasa.finders.registry import get_app
@@ -40,6 +41,8 @@ def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
         reasons.append(
             f"{name}: does not offer app {task.app!r} (it offers {', '.join(platform.apps) or 'none'})"
         )
+    elif app.untrusted and platform.backend == "local" and (why := local_sandbox_missing(platform)):
+        reasons.append(f"{name}: app {task.app!r} runs user-supplied code, which needs a sandbox, and {why}")
     elif not app.runnable_without_container:
         if platform.backend not in CONTAINER_BACKENDS:
             reasons.append(
@@ -61,6 +64,14 @@ def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
             f"{platform.max_duration_s} s"
         )
     return Fit(platform, reasons)
+
+
+def local_sandbox_missing(platform: PlatformConfig) -> str | None:
+    """Why a local platform cannot sandbox a job (None: it can). The planner of a local platform runs
+    on its host, so it can look."""
+    if platform.options.get("sandbox", True) is False:
+        return "the platform's sandbox is switched off (options.sandbox)"
+    return sandbox_available()
 
 
 def no_reasons_summary(task: TaskProposed, fits: list[Fit]) -> str:
