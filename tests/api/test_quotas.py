@@ -45,7 +45,9 @@ async def test_concurrent_submissions_get_exactly_the_quota(limited: Stack, fits
     assert again.status_code == 202, again.text
 
 
-async def test_storage_quota_is_a_hard_limit_until_files_are_deleted(limited: Stack, fits_image: Path) -> None:
+async def test_storage_quota_is_a_hard_limit_until_files_are_deleted(
+    limited: Stack, fits_image: Path
+) -> None:
     first = await limited.upload(fits_image)
     await limited.upload(fits_image)
     r = await limited.client.post(f"{API}/upload", files={"file": ("third.fits", fits_image.read_bytes())})
