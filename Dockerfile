@@ -47,6 +47,13 @@ ENV PYTHONUNBUFFERED=1 \
     CIRASA_JOBS_DIR=/data/jobs \
     CIRASA_LOG_JSON=true
 
+# bubblewrap: the sandbox of jobs on a `local` platform (libs/backends/cirasa/backends/sandbox.py).
+# Inside a container it needs unprivileged user namespaces; where the runtime forbids them, finders
+# run unsandboxed and notebooks and container executables are refused with a clear NO.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 cirasa \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/cirasa --create-home \
       --shell /usr/sbin/nologin cirasa

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cirasa.backends.kubernetes import KubernetesOptions
+from cirasa.backends.kubernetes.naming import LABEL_MANAGED_BY, MANAGED_BY
 from cirasa.common.settings import PlatformConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,7 @@ MINIMAL: dict[str, Any] = {
     "serviceAccount": {"create": False},
     "rbac": {"create": False},
     "grafanaDashboard": {"enabled": False},
+    "networkPolicy": {"enabled": False},
     "services": {name: {"enabled": name == "gateway"} for name in SERVICES},
 }
 OTHER_NAMESPACE: dict[str, Any] = {
@@ -128,7 +130,14 @@ def test_chart_lints_clean(values: str) -> None:
 def test_default_values() -> None:
     docs = render("default")
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+        "Service",
+        "ServiceAccount",
+    ]
     deployments = by_kind(docs, "Deployment")
     assert sorted(deployments) == sorted(f"cirasa-{s}" for s in SERVICES)
     assert sorted(by_kind(docs, "Service")) == sorted(deployments)
@@ -242,6 +251,21 @@ def test_jobs_in_another_namespace_get_their_rbac_there() -> None:
     config = yaml.safe_load(by_kind(docs, "ConfigMap")["cirasa-config"]["data"]["config.yaml"])
     options = KubernetesOptions.model_validate(config["platforms"][1]["options"])
     assert (options.namespace, options.data_pvc) == ("cirasa-jobs", "jobs-data")  # set values win
+
+
+def test_job_pods_get_no_network_and_services_only_their_port() -> None:
+    """Issue 9: job pods run user-chosen code; the policy selects them by the backend's own label."""
+    docs = render("jobs-in-another-namespace")
+    policies = {
+        (d["metadata"].get("namespace", NAMESPACE), d["metadata"]["name"]): d
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+    }
+    jobs = policies[("cirasa-jobs", "cirasa-jobs-isolated")]["spec"]
+    assert jobs["podSelector"]["matchLabels"] == {LABEL_MANAGED_BY: MANAGED_BY}
+    assert jobs["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in jobs and "egress" not in jobs
+    services = next(p["spec"] for (ns, name), p in policies.items() if name == "cirasa-services")
+    assert services["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}]}]
 
 
 def test_dashboard_configmap_is_the_repository_dashboard() -> None:

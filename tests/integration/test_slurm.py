@@ -44,6 +44,7 @@ def slurm_options(**extra: Any) -> dict[str, Any]:
         "url": SLURM_URL,
         "user": os.environ.get("CIRASA_TEST_SLURM_USER", "root"),
         "api_version": os.environ.get("CIRASA_TEST_SLURM_API_VERSION", "v0.0.38"),
+        "allow_root": True,  # the test cluster's jobs run as root: they write in pytest's 0700 tmp dirs
     }
     if os.environ.get("CIRASA_TEST_SLURM_TOKEN_FILE"):
         opts["token_file"] = os.environ["CIRASA_TEST_SLURM_TOKEN_FILE"]

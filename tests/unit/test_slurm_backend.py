@@ -628,3 +628,9 @@ def test_capacity_of_a_partition(fake: FakeSlurm, tmp_path: Path) -> None:
     assert [r.url.path for r in fake.requests] == ["/slurm/v0.0.38/nodes", "/slurm/v0.0.38/jobs"]
     everything = backend(fake, tmp_path).capacity()
     assert (everything.nodes, everything.total_cores, everything.pending_jobs) == (3, 96, 3)
+
+
+def test_jobs_do_not_run_as_root_unless_allowed() -> None:
+    with pytest.raises(ValidationError, match="unprivileged account"):
+        SlurmOptions(url=URL, user="root", token="x")
+    assert SlurmOptions(url=URL, user="root", token="x", allow_root=True).user == "root"

@@ -18,6 +18,9 @@ class SlurmOptions(BaseModel):
         "v0.0.38", description="the request/answer formats implemented here (Slurm 20.11 to 22.05)"
     )
     user: str = Field(min_length=1, description="X-SLURM-USER-NAME: the Slurm user jobs run as")
+    allow_root: bool = Field(
+        False, description="let jobs run as root (a throw-away test cluster only: jobs run user-chosen code)"
+    )
     token: SecretStr | None = Field(None, description="a fixed JWT (no renewal)")
     token_file: Path | None = Field(None, description="file holding the JWT; re-read when it changes")
     token_env: str | None = Field(None, description="environment variable holding the JWT")
@@ -43,6 +46,15 @@ class SlurmOptions(BaseModel):
     )
     request_timeout_s: float = Field(30.0, gt=0)
     verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _unprivileged(self) -> SlurmOptions:
+        if self.user == "root" and not self.allow_root:
+            raise ValueError(
+                "Slurm jobs must run as an unprivileged account: set user to one (or allow_root: true "
+                "on a throw-away test cluster)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SlurmOptions:
