@@ -29,3 +29,21 @@ def build_job_archive(job_dir: Path, root_name: str) -> Path:
         path.unlink(missing_ok=True)
         raise
     return path
+
+
+def contained_file(root: Path, path: Path) -> Path | None:
+    """``path`` resolved, when that is a regular file inside ``root`` (resolved too): a link out of a
+    job or data directory, or to something that is not a file, is never served."""
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    inside = resolved.is_relative_to(root.resolve())
+    return resolved if inside and resolved.is_file() else None
+
+
+def contained_dir(root: Path, path: Path) -> Path | None:
+    """``path`` when it is a directory that, resolved, lies inside ``root``: a job directory that is a
+    link elsewhere is treated as missing."""
+    inside = path.is_dir() and path.resolve().is_relative_to(root.resolve())
+    return path if inside else None

@@ -10,27 +10,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from starlette.background import BackgroundTask
 
-from cirasa.common.events import TERMINAL_STATES, JobState
+from cirasa.common.events import TERMINAL_STATES, JobState, as_utc
 from cirasa.finders.registry import APPS, OptionError, get_app
-from cirasa.gateway.archive import build_job_archive
+from cirasa.gateway import openapi
+from cirasa.gateway.archive import build_job_archive, contained_dir, contained_file
+from cirasa.gateway.bodies import has_control, load_json
 from cirasa.gateway.dependencies import GatewayDep, UserDep, read_bounded
 from cirasa.gateway.documents import Job, plausible_id
 from cirasa.gateway.errors import (
     BadRequest,
     GatewayError,
-    InternalError,
     MethodNotAllowed,
     NotFound,
     NotReady,
@@ -78,7 +82,7 @@ def blank_reply(fields: dict[str, Any]) -> Iterator[None]:
 # --- files ----------------------------------------------------------------------------------
 
 
-@router.post("/upload")
+@router.post("/upload", openapi_extra=openapi.request_body(openapi.UPLOAD, "multipart/form-data"))
 async def upload(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
     with blank_reply(dict.fromkeys(UPLOAD_KEYS, "")):
         received = await receive_upload(
@@ -120,10 +124,14 @@ def checked_format(received: ReceivedFile) -> str:
 
 @router.get("/fileids")
 async def fileids(gateway: GatewayDep, user: UserDep) -> Response:
-    return JSONResponse(await gateway.list_files(user))
+    return JSONResponse(as_json(await gateway.list_files(user)))
 
 
-@router.api_route("/download", methods=["GET", "POST"])
+@router.api_route(
+    "/download",
+    methods=["GET", "POST"],
+    openapi_extra=openapi.query("uuid") | openapi.form(uuid="the file's uuid, when not in the query"),
+)
 async def download_redirect(request: Request, user: UserDep) -> Response:
     file_id = request.query_params.get("uuid")
     if request.method == "POST" and not file_id:
@@ -138,8 +146,9 @@ async def download_redirect(request: Request, user: UserDep) -> Response:
 @router.api_route("/download/{file_id}", methods=["GET", "POST"])
 async def download(file_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     file = await gateway.find_file(user, file_id) if plausible_id(file_id) else None
-    path = gateway.settings.data_dir / file.relpath if file else None
-    if path is None or not path.is_file():
+    data_dir = gateway.settings.data_dir
+    path = contained_file(data_dir, data_dir / file.relpath) if file else None
+    if path is None:
         raise NotFound(f"File with uuid {file_id} not found on the system!")
     return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
@@ -182,7 +191,7 @@ class JobRequest:
     ignored: list[str]
 
 
-@router.post("/job")
+@router.post("/job", openapi_extra=openapi.request_body(openapi.CAESAR_JOB, "application/json"))
 async def submit(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
     reply: dict[str, Any] = {"state": "ABORTED", "app": "", "job_id": "", "submit_date": ""}
     with blank_reply(reply):
@@ -213,7 +222,7 @@ async def read_job_body(request: Request) -> dict[str, Any]:
     if raw is None:
         raise PayloadTooLarge(f"Request body too large (limit {MAX_JOB_BODY // 1024} KiB)")
     try:
-        body = json.loads(raw) if raw else None
+        body = load_json(raw) if raw else None
     except ValueError:
         body = None
     if not isinstance(body, dict) or not body:
@@ -249,13 +258,15 @@ async def read_job_request(gateway: Gateway, user: str, app_name: str, body: dic
     tag = body.get("tag", "")
     if not isinstance(tag, str | int | float) or (isinstance(tag, str) and len(tag) > 256):
         raise BadRequest("Option tag must be a string of at most 256 characters")
+    if isinstance(tag, str) and has_control(tag):
+        raise BadRequest("Option tag must not contain control characters")
     new = NewJob(app, validated.values, job_inputs, file, tag, walltime)
     return JobRequest(new, data_inputs, validated.ignored)
 
 
 @router.get("/jobs")
 async def jobs(gateway: GatewayDep, user: UserDep) -> Response:
-    return JSONResponse(await gateway.list_jobs(user))
+    return JSONResponse(as_json(await gateway.list_jobs(user)))
 
 
 @router.get("/job/{job_id}/status")
@@ -302,23 +313,46 @@ async def finished_job(gateway: Gateway, user: str, job_id: str) -> Job:
     return job
 
 
-def missing_output(job_id: str) -> InternalError:
-    return InternalError(f"Cannot find desired output for job {job_id}!", fields={"job_id": job_id})
+def as_json(stored: Any) -> Any:
+    """Stored documents as JSON can say them: datetimes (``cancel_requested_at``...) in ISO-8601, UTC."""
+    return jsonable_encoder(stored, custom_encoder={datetime: lambda moment: as_utc(moment).isoformat()})
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: a finder's non-finite numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def missing_output(job_id: str) -> NotFound:
+    """caesar-rest answered 500; a product that is not there is a 404 here (docs/caesar-compat.md)."""
+    return NotFound(f"Cannot find desired output for job {job_id}!", fields={"job_id": job_id})
 
 
 async def product(gateway: Gateway, user: str, job_id: str, pattern: str) -> Path:
-    """The first file of a finished job's directory that matches ``pattern``."""
-    job = await finished_job(gateway, user, job_id)
-    matches = sorted(gateway.job_dir(job).glob(pattern))
-    if not matches:
+    """The first file of a finished job's directory that matches ``pattern`` and may be served."""
+    job_dir = contained_dir(
+        gateway.settings.jobs_dir, gateway.job_dir(await finished_job(gateway, user, job_id))
+    )
+    matches = sorted(job_dir.glob(pattern)) if job_dir else []
+    served = (contained_file(job_dir, path) for path in matches if job_dir)
+    found = next((path for path in served if path is not None), None)
+    if found is None:
         raise missing_output(job_id)
-    return matches[0]
+    return found
 
 
 @router.get("/job/{job_id}/output")
 async def output(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
-    job_dir = gateway.job_dir(await finished_job(gateway, user, job_id))
-    if not job_dir.is_dir():
+    job_dir = contained_dir(
+        gateway.settings.jobs_dir, gateway.job_dir(await finished_job(gateway, user, job_id))
+    )
+    if job_dir is None:
         raise missing_output(job_id)
     archive = await asyncio.to_thread(build_job_archive, job_dir, f"job_{job_id}")
     return FileResponse(
@@ -338,11 +372,9 @@ def add_product_route(route: str, pattern: str, media_type: str | None) -> None:
         if media_type is not None:
             return FileResponse(path, filename=path.name, media_type=media_type)
         try:
-            return JSONResponse(json.loads(path.read_text()))
+            return JSONResponse(finite(json.loads(path.read_text())))
         except ValueError:
-            raise InternalError(
-                f"Output of job {job_id} is not valid JSON", fields={"job_id": job_id}
-            ) from None
+            raise NotFound(f"Output of job {job_id} is not valid JSON", fields={"job_id": job_id}) from None
 
 
 add_product_route("sources", "catalog-*.json", None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,8 @@ from vo_models.xlink import XlinkType
 
 from cirasa.common.events import TERMINAL_STATES, JobState
 from cirasa.common.store import Document
+from cirasa.gateway import openapi
+from cirasa.gateway.archive import contained_dir, contained_file
 from cirasa.gateway.auth import ANONYMOUS
 from cirasa.gateway.caesar import PREFIX as CAESAR_PREFIX
 from cirasa.gateway.dependencies import GatewayDep, UserDep
@@ -53,6 +56,7 @@ XML = "application/xml"
 MAX_WAIT_S = 60.0
 WAIT_POLL_S = 0.1
 ALLOW_GET = {"Allow": "GET"}  # on the 405s of what cannot be changed
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 PHASE_OF_STATE: dict[str, ExecutionPhase] = {
     JobState.PENDING.value: ExecutionPhase.QUEUED,
@@ -148,16 +152,22 @@ def quote_of(job: Mapping[str, Any]) -> datetime | None:
 def owner_of(job: Mapping[str, Any]) -> str | None:
     """UWS asks for NULL when nobody authenticated, which is what ``anonymous`` means."""
     user = job.get("user")
-    return None if not user or user == ANONYMOUS else str(user)
+    return None if not user or user == ANONYMOUS else xml_safe(str(user))
 
 
 def run_id_of(job: Mapping[str, Any]) -> str | None:
     tag = job.get("tag")
-    return None if tag is None or tag == "" else str(tag)
+    return None if tag is None or tag == "" else xml_safe(str(tag))
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with what XML 1.0 cannot hold (control characters, lone surrogates) replaced by U+FFFD:
+    stored text from before such input was refused must not make a listing fail."""
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return xml_safe(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
 def parameters_of(job: Mapping[str, Any]) -> JobParameters:
@@ -167,7 +177,7 @@ def parameters_of(job: Mapping[str, Any]) -> JobParameters:
     inputs = job.get("job_inputs")
     if isinstance(inputs, dict):
         params += [
-            Parameter(id=str(k), value=_text(v)) if v is not None else Parameter(id=str(k))
+            Parameter(id=_text(str(k)), value=_text(v)) if v is not None else Parameter(id=_text(str(k)))
             for k, v in inputs.items()
         ]
     elif inputs is not None:
@@ -180,21 +190,23 @@ def error_summary_of(job: Mapping[str, Any]) -> ErrorSummary | None:
         return None
     state = str(job.get("state"))
     return ErrorSummary(
-        message=str(job.get("status") or state),
+        message=xml_safe(str(job.get("status") or state)),
         type=ERROR_TYPES.get(state, ErrorType.FATAL),
         has_detail=True,
     )
 
 
-def list_products(job_dir: Path) -> dict[str, tuple[Path, str]]:
-    """Product files by name: what the results list shows and the only names served."""
+def list_products(gateway: Gateway, job: Job) -> dict[str, tuple[Path, str]]:
+    """Product files by name: what the results list shows and the only names served (regular files
+    inside the job directory; never a link, whether or not it points inside)."""
     found: dict[str, tuple[Path, str]] = {}
-    if not job_dir.is_dir():
+    job_dir = contained_dir(gateway.settings.jobs_dir, gateway.job_dir(job))
+    if job_dir is None:
         return found
     for pattern, media_type in PRODUCTS.items():
         for path in sorted(job_dir.glob(pattern)):
-            if path.is_file() and not path.is_symlink():
-                found.setdefault(path.name, (path, media_type))
+            if not path.is_symlink() and (served := contained_file(job_dir, path)) is not None:
+                found.setdefault(path.name, (served, media_type))
     return found
 
 
@@ -327,7 +339,7 @@ def results_of(request: Request, gateway: Gateway, job: Job) -> Results:
             size=path.stat().st_size,
             mime_type=media_type,
         )
-        for name, (path, media_type) in list_products(job_dir).items()
+        for name, (path, media_type) in list_products(gateway, job).items()
     ]
     if job.state != JobState.ABORTED.value and job_dir.is_dir():
         base = str(request.base_url).rstrip("/")
@@ -368,7 +380,7 @@ def summary(request: Request, gateway: Gateway, job: Job) -> UWSJob:
 # --- job list -----------------------------------------------------------------------------------
 
 
-@router.get("/jobs", name="uws_jobs")
+@router.get("/jobs", name="uws_jobs", openapi_extra=openapi.query("PHASE", "AFTER", "LAST"))
 async def job_list(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
     params = await request_params(request)
     phases = {parse_phase(v) for v in params.get("PHASE", [])}
@@ -414,7 +426,7 @@ async def listed_jobs(
     return rows
 
 
-@router.post("/jobs")
+@router.post("/jobs", openapi_extra=openapi.form(PHASE="ignored: jobs are not created here"))
 async def create_job() -> Response:
     raise MethodNotAllowed(
         "Jobs are not created through UWS here: submit them with the caesar-rest API "
@@ -426,7 +438,7 @@ async def create_job() -> Response:
 # --- one job ------------------------------------------------------------------------------------
 
 
-@router.get("/jobs/{job_id}", name="uws_job")
+@router.get("/jobs/{job_id}", name="uws_job", openapi_extra=openapi.query("WAIT", "PHASE"))
 async def job_summary(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     params = await request_params(request)
     wait = parse_wait(v) if (v := one(params, "WAIT")) is not None else 0.0
@@ -450,7 +462,7 @@ async def delete_job(request: Request, job_id: str, gateway: GatewayDep, user: U
     return await delete(request, gateway, user, job_id)
 
 
-@router.post("/jobs/{job_id}")
+@router.post("/jobs/{job_id}", openapi_extra=openapi.form(ACTION="DELETE"))
 async def post_job(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     action = one(await request_params(request), "ACTION")
     if action is None or action.upper() != "DELETE":
@@ -467,7 +479,7 @@ async def get_phase(job_id: str, gateway: GatewayDep, user: UserDep) -> Response
     return text(phase_of((await find_job(gateway, user, job_id)).to_doc()).value)
 
 
-@router.post("/jobs/{job_id}/phase")
+@router.post("/jobs/{job_id}/phase", openapi_extra=openapi.form(PHASE="RUN or ABORT"))
 async def post_phase(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     wanted = one(await request_params(request), "PHASE")
     job = await find_job(gateway, user, job_id)
@@ -530,7 +542,9 @@ async def get_parameters(job_id: str, gateway: GatewayDep, user: UserDep) -> Res
 def add_read_only(prop: str, why: str) -> None:
     """``POST /jobs/{job_id}/<prop>``: refused with 405, once the job is known to exist."""
 
-    @router.post(f"/jobs/{{job_id}}/{prop}", name=f"uws_post_{prop}")
+    extra = openapi.form(**{prop.upper(): f"refused: {why}"})
+
+    @router.post(f"/jobs/{{job_id}}/{prop}", name=f"uws_post_{prop}", openapi_extra=extra)
     async def refuse(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
         await find_job(gateway, user, job_id)
         raise MethodNotAllowed(f"{prop} cannot be changed: {why}", headers=ALLOW_GET)
@@ -555,7 +569,7 @@ async def get_result(job_id: str, name: str, gateway: GatewayDep, user: UserDep)
     job = await find_job(gateway, user, job_id)
     if job.state not in TERMINAL_STATES or "/" in name or "\\" in name:
         raise NotFound(f"Job {job_id} has no result {name!r}")
-    products = await asyncio.to_thread(list_products, gateway.job_dir(job))
+    products = await asyncio.to_thread(list_products, gateway, job)
     if name not in products:
         raise NotFound(f"Job {job_id} has no result {name!r}")
     path, media_type = products[name]

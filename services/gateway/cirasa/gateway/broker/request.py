@@ -7,17 +7,17 @@ kind, an unknown app) are not errors: they become a NO with messages, as the spe
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from cirasa.common.events import ResourceRequest, utcnow
+from cirasa.common.events import ResourceRequest, as_utc, utcnow
 from cirasa.finders.registry import OptionError, get_app
+from cirasa.gateway.bodies import load_json, load_yaml
 from cirasa.gateway.broker import kinds
 from cirasa.gateway.errors import BadRequest
 
@@ -25,6 +25,8 @@ MAX_BODY = 1024 * 1024
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _FILE_ID = re.compile(r"^[0-9a-f]{32}$")
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
+# Start windows outside these years are refused: nobody means them, and arithmetic on them overflows.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -46,14 +48,12 @@ class ParsedRequest:
 
 def load_body(raw: bytes, content_type: str | None) -> Any:
     """The body (at most ``MAX_BODY`` bytes, as the route reads it) as JSON, or YAML when it says so."""
-    text = raw.decode("utf-8", errors="strict") if raw else ""
     ctype = (content_type or "").split(";")[0].strip().lower()
+    is_yaml = "yaml" in ctype or "yml" in ctype
     try:
-        if "yaml" in ctype or "yml" in ctype:
-            return yaml.safe_load(text)
-        return json.loads(text)
+        return load_yaml(raw.decode("utf-8")) if is_yaml else load_json(raw)
     except (ValueError, yaml.YAMLError) as exc:
-        raise BadRequest(f"body is not valid {'YAML' if 'y' in ctype[-4:] else 'JSON'}: {exc}") from exc
+        raise BadRequest(f"body is not valid {'YAML' if is_yaml else 'JSON'}: {exc}") from exc
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -88,13 +88,29 @@ def _interval(text: Any) -> tuple[datetime, datetime]:
     try:
         if left.startswith("P"):
             end = _INSTANT.validate_python(right)
-            return end - _DURATION.validate_python(left), end
-        start = _INSTANT.validate_python(left)
-        if right.startswith("P"):
-            return start, start + _DURATION.validate_python(right)
-        return start, _INSTANT.validate_python(right)
-    except ValidationError as exc:
+            window = end - _DURATION.validate_python(left), end
+        elif right.startswith("P"):
+            start = _INSTANT.validate_python(left)
+            window = start, start + _DURATION.validate_python(right)
+        else:
+            window = _INSTANT.validate_python(left), _INSTANT.validate_python(right)
+    except (ValidationError, OverflowError) as exc:
         raise BadRequest(f"schedule.requested.start {text!r} is not an ISO-8601 interval") from exc
+    window = as_utc(window[0]), as_utc(window[1])
+    if not all(EARLIEST <= moment <= LATEST for moment in window):
+        raise BadRequest(
+            f"schedule.requested.start {text!r} must lie between {EARLIEST.year} and {LATEST.year - 1}"
+        )
+    return window
+
+
+def _resources(base: ResourceRequest, update: dict[str, Any], where: str) -> ResourceRequest:
+    """``base`` with ``update``, within the bounds every event carrying it must respect."""
+    try:
+        return ResourceRequest.model_validate(base.model_dump() | update)
+    except ValidationError as exc:
+        bounds = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise BadRequest(f"{where} out of bounds ({bounds})") from None
 
 
 def parse_request(body: Any, limits: tuple[int, float, int]) -> ParsedRequest:
@@ -197,13 +213,15 @@ def _read_compute(raw: Any, parsed: ParsedRequest, limits: tuple[int, float, int
     if max_m > max_mem:
         parsed.warnings.append(f"compute.memory.max {max_m} GiB capped to {max_mem:g}, the largest platform")
         max_m = max(min_m, int(max_mem))
-    parsed.resources = base.model_copy(
-        update={
+    parsed.resources = _resources(
+        base,
+        {
             "min_cores": min_c,
             "max_cores": max_c,
             "min_memory_gib": float(min_m),
             "max_memory_gib": float(max_m),
-        }
+        },
+        "compute",
     )
 
 
@@ -217,14 +235,16 @@ def _read_schedule(raw: Any, parsed: ParsedRequest, max_duration_s: int) -> None
     if block.get("duration") is not None:
         try:
             duration = _DURATION.validate_python(block["duration"])
-        except ValidationError as exc:
+        except (ValidationError, OverflowError) as exc:
             raise BadRequest(
                 f"schedule.requested.duration {block['duration']!r} is not an ISO-8601 duration"
             ) from exc
         seconds = int(duration.total_seconds())
         if seconds < 1:
             raise BadRequest("schedule.requested.duration must be positive")
-        parsed.resources = parsed.resources.model_copy(update={"duration_s": seconds})
+        parsed.resources = _resources(
+            parsed.resources, {"duration_s": seconds}, "schedule.requested.duration"
+        )
     start = block.get("start")
     if isinstance(start, list):  # the EB text allows several windows; we take the first
         start = start[0] if start else None

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from cirasa.common.events import TERMINAL_STATES, as_utc, new_id, utcnow
+from cirasa.gateway import openapi
 from cirasa.gateway.broker import kinds
 from cirasa.gateway.broker.render import error_body, render_offerset, render_session, strip_nulls
 from cirasa.gateway.broker.request import MAX_BODY, load_body, parse_request
@@ -106,7 +107,10 @@ async def request_of(gateway: Gateway, session: Session) -> dict[str, Any]:
     return request
 
 
-@router.post("/offersets", status_code=303)
+EXECUTION_REQUEST = openapi.request_body(openapi.EXECUTION_REQUEST, *openapi.JSON_OR_YAML)
+
+
+@router.post("/offersets", status_code=303, openapi_extra=EXECUTION_REQUEST)
 async def post_offerset(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
     offerset = await propose(request, gateway, user, direct=False)
     if offerset is None:
@@ -133,7 +137,7 @@ async def get_session(request: Request, session_id: str, gateway: GatewayDep, us
     return respond(request, render_session(session, await request_of(gateway, session), base_url(request)))
 
 
-@router.post("/sessions")
+@router.post("/sessions", openapi_extra=EXECUTION_REQUEST)
 async def direct_execution(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
     offerset = await propose(request, gateway, user, direct=True)
     if offerset is None:
@@ -152,7 +156,10 @@ async def direct_execution(request: Request, gateway: GatewayDep, user: UserDep)
     return respond(request, body, 303, {"Location": f"{base}/sessions/{session.id}"})
 
 
-@router.post("/sessions/{session_id}")
+@router.post(
+    "/sessions/{session_id}",
+    openapi_extra=openapi.request_body(openapi.SESSION_UPDATE, *openapi.JSON_OR_YAML),
+)
 async def update_session(request: Request, session_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     value = parse_update(await read_body(request))
     session = await gateway.broker.session(user, session_id)
