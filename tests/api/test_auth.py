@@ -169,3 +169,10 @@ async def test_users_whose_names_look_alike_stay_apart(secured: Stack, fits_imag
 async def test_tokens_without_a_usable_identity_are_refused(secured: Stack, claims: dict[str, Any]) -> None:
     r = await secured.client.get(f"{API}/fileids", headers=bearer(claims_token(**claims)))
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/metrics", f"{API}/appstats"])
+async def test_operator_pages_follow_the_auth_setting(secured: Stack, path: str) -> None:
+    assert (await secured.client.get(path)).status_code == 401
+    r = await secured.client.get(path, headers=bearer(token("ops@inaf.it")))
+    assert r.status_code in (200, 404)  # 404: no usage recorded yet

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response, params
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from cirasa.common.service import Service
 
 
-def health_router(services: Sequence[Service]) -> APIRouter:
+def health_router(services: Sequence[Service], metrics_guard: Sequence[params.Depends] = ()) -> APIRouter:
+    """``/healthz`` and ``/readyz`` for probes; ``/metrics`` behind ``metrics_guard`` (the gateway's
+    authentication, when it has one on)."""
     r = APIRouter()
 
     @r.get("/healthz", include_in_schema=False)
@@ -31,7 +33,7 @@ def health_router(services: Sequence[Service]) -> APIRouter:
             {"status": "ready" if ok else "not ready", "services": states}, status_code=200 if ok else 503
         )
 
-    @r.get("/metrics", include_in_schema=False)
+    @r.get("/metrics", include_in_schema=False, dependencies=list(metrics_guard))
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

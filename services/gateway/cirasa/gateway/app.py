@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from cirasa.common.http import add_request_metrics, health_router
 from cirasa.common.service import Service
 from cirasa.gateway import caesar, uws, webpage
-from cirasa.gateway.auth import TokenVerifier
+from cirasa.gateway.auth import TokenVerifier, current_user
 from cirasa.gateway.broker import routes as broker
 from cirasa.gateway.errors import GatewayError, Unauthorized
 from cirasa.gateway.service import Gateway
@@ -35,7 +35,7 @@ def create_app(gateway: Gateway, services: Sequence[Service] = ()) -> FastAPI:
     app.state.gateway = gateway
     auth = gateway.settings.gateway.auth
     app.state.auth = TokenVerifier(auth) if auth.enabled else None
-    app.include_router(health_router(list(services) or [gateway]))
+    app.include_router(health_router(list(services) or [gateway], metrics_guard=[Depends(current_user)]))
     app.include_router(caesar.router)
     app.include_router(broker.router)
     app.include_router(uws.router)

@@ -402,7 +402,8 @@ async def accounting(gateway: GatewayDep, user: UserDep) -> Response:
 
 
 @router.get("/appstats")
-async def appstats(gateway: GatewayDep) -> Response:
+async def appstats(gateway: GatewayDep, _user: UserDep) -> Response:
+    """The platform's totals: any signed-in user may see them (with auth on, nobody else)."""
     usage = await gateway.usage_for("*")
     if usage is None:
         raise NotFound("Failed to get app stats (nothing recorded yet)")
