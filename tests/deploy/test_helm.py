@@ -15,7 +15,7 @@ import yaml
 
 from cirasa.backends.kubernetes import KubernetesOptions
 from cirasa.backends.kubernetes.naming import LABEL_MANAGED_BY, MANAGED_BY
-from cirasa.common.settings import PlatformConfig
+from cirasa.common.settings import PlatformConfig, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "cirasa"
@@ -159,6 +159,8 @@ def test_default_values() -> None:
     assert deployments["cirasa-scheduler"]["spec"]["strategy"] == {"type": "Recreate"}
     config = yaml.safe_load(by_kind(docs, "ConfigMap")["cirasa-config"]["data"]["config.yaml"])
     assert [PlatformConfig.model_validate(p).backend for p in config["platforms"]] == ["local"]
+    settings = Settings.model_validate(config)  # every value the chart renders is a setting
+    assert settings.gateway.quotas.active_jobs == 100 and settings.http_limits.header_timeout_s == 10
     assert by_kind(docs, "PersistentVolumeClaim")["cirasa-data"]["spec"]["resources"]["requests"] == {
         "storage": "10Gi"
     }

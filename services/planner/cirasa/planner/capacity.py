@@ -171,7 +171,7 @@ class CapacityBook:
             if not mine or done:
                 return None
             b = mine[0]
-            job = Booking(b.holder, b.cores, b.memory_mib, b.start, b.end, "job", job_id, None)
+            job = Booking(b.holder, b.cores, b.memory_mib, b.start, b.end, "job", job_id, None, b.user)
             update = {"$set": {"bookings.$": job.to_doc()}}  # the element matched by holder
             return update, [job if x.holder == holder else x for x in state.bookings]
 

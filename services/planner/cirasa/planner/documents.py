@@ -92,6 +92,7 @@ def closed_when_settled(offers: list[Offer]) -> ProposalState | None:
 
 class _RequestOnly(BaseModel):
     resources: ResourceRequest
+    user: str = "anonymous"
 
 
 class WaitingProposal(StoredDocument):
@@ -101,7 +102,7 @@ class WaitingProposal(StoredDocument):
     task: _RequestOnly
 
 
-WAITING_FIELDS = {"task.resources": 1}
+WAITING_FIELDS = {"task.resources": 1, "task.user": 1, "created_at": 1}
 
 
 class Platform(StoredDocument):

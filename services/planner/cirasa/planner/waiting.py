@@ -4,6 +4,7 @@ WAITING, oldest first, smaller ones backfilling behind a big one. WAITING → PL
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 
 from pymongo import ASCENDING
@@ -55,7 +56,9 @@ class Waiting:
             for cand in await self._offers.candidates(task, platform, (start, start), alternatives=False):
                 offer_id = offer_id_for(pid, platform.name)
                 end = cand.start + duration
-                booking = Booking(offer_id, cand.cores, cand.memory_mib, cand.start, end, "job", pid)
+                booking = Booking(
+                    offer_id, cand.cores, cand.memory_mib, cand.start, end, "job", pid, user=task.user
+                )
                 if not await self._capacity.book(platform.name, booking):
                     continue
                 offer = cand.offer(offer_id, end, now, "ACCEPTED", "auto-accepted")
@@ -78,13 +81,27 @@ class Waiting:
                 .sort("created_at", ASCENDING)
                 .limit(DRAIN_BATCH)
             )
-            async for raw in waiting:
-                doc = WaitingProposal.from_doc(raw)
+            running = await self._running_by_user()
+            queue = [WaitingProposal.from_doc(raw) async for raw in waiting]
+            while queue:
+                # fair share: the next task is the oldest of the user who runs the fewest jobs now
+                doc = min(queue, key=lambda d: running.get(d.task.user, 0))
+                queue.remove(doc)
                 req = doc.task.resources
                 if not any(c >= req.min_cores and m >= mib(req.min_memory_gib) for c, m in free.values()):
                     continue  # nothing has room for it now: skip without touching the database
                 if await self.place(doc.id):
                     free = await self._free_now()
+                    running[doc.task.user] = running.get(doc.task.user, 0) + 1
+
+    async def _running_by_user(self) -> dict[str, int]:
+        """How many job bookings each user holds now, on all platforms."""
+        now, counts = utcnow(), Counter[str]()
+        for name in self._capacity.platforms:
+            for b in (await self._capacity.state(name)).bookings:
+                if b.kind == "job" and b.user is not None and b.start <= now < b.end:
+                    counts[b.user] += 1
+        return dict(counts)
 
     async def _free_now(self) -> dict[str, tuple[int, int]]:
         """Cores and memory free on each platform at this instant."""
