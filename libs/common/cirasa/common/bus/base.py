@@ -79,49 +79,69 @@ class Bus(ABC):
         return {}
 
     async def consume(self, sub: Subscription[Any], body: bytes, routing_key: str) -> Outcome:
-        """Handle one delivery; the caller acks unless the outcome is RETRY (then it requeues)."""
+        """Handle one delivery; the caller acks unless the outcome is RETRY (then it requeues).
+
+        It never raises (but for cancellation): whatever fails — the inbox's store, the handler, the
+        dead-letter publish — ends in RETRY or DEAD_LETTERED, the same on every bus.
+        """
         name = sub.event_cls.__name__
         try:
             event = sub.event_cls.model_validate_json(body)
         except ValidationError as exc:
-            await self._poison(sub, body, routing_key, f"malformed {name}: {_short(exc)}", name)
-            return Outcome.DEAD_LETTERED
-        if self.inbox is not None and await self.inbox.seen(sub.queue, event.event_id):
-            EVENTS_CONSUMED.labels(self.service, name, Outcome.DUPLICATE).inc()
-            return Outcome.DUPLICATE
+            return await self._poison(sub, body, routing_key, f"malformed {name}: {_short(exc)}", name)
         started = time.perf_counter()
         try:
+            if self.inbox is not None and await self.inbox.seen(sub.queue, event.event_id):
+                EVENTS_CONSUMED.labels(self.service, name, Outcome.DUPLICATE).inc()
+                return Outcome.DUPLICATE
             await sub.handler(event)
+            if self.inbox is not None:
+                await self.inbox.mark(sub.queue, event.event_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            attempts = self._count_attempt(event.event_id)
-            log.warning(
-                "event.handler_failed",
-                queue=sub.queue,
-                event_id=event.event_id,
-                attempt=attempts,
-                error=repr(exc),
-            )
-            if attempts >= self.max_attempts:
-                await self._poison(sub, body, routing_key, f"handler failed {attempts} times: {exc!r}", name)
-                return Outcome.DEAD_LETTERED
-            EVENTS_CONSUMED.labels(self.service, name, Outcome.RETRY).inc()
-            await asyncio.sleep(self.retry_backoff_s * attempts)
-            return Outcome.RETRY
+            return await self._failed(sub, event, body, routing_key, exc)
         EVENT_HANDLING.labels(self.service, name).observe(time.perf_counter() - started)
         self._attempts.pop(event.event_id, None)
-        if self.inbox is not None:
-            await self.inbox.mark(sub.queue, event.event_id)
         EVENTS_CONSUMED.labels(self.service, name, Outcome.OK).inc()
         return Outcome.OK
 
+    async def _failed(
+        self, sub: Subscription[Any], event: Event, body: bytes, routing_key: str, exc: Exception
+    ) -> Outcome:
+        """Retry with back-off, or dead-letter after ``max_attempts``."""
+        attempts = self._count_attempt(event.event_id)
+        log.warning(
+            "event.handler_failed",
+            queue=sub.queue,
+            event_id=event.event_id,
+            attempt=attempts,
+            error=repr(exc),
+        )
+        name = sub.event_cls.__name__
+        if attempts >= self.max_attempts:
+            return await self._poison(
+                sub, body, routing_key, f"handler failed {attempts} times: {exc!r}", name
+            )
+        EVENTS_CONSUMED.labels(self.service, name, Outcome.RETRY).inc()
+        await asyncio.sleep(self.retry_backoff_s * attempts)
+        return Outcome.RETRY
+
     async def _poison(
         self, sub: Subscription[Any], body: bytes, routing_key: str, error: str, name: str
-    ) -> None:
+    ) -> Outcome:
+        """Dead-letter the message; if even that fails, it is tried again later (never dropped)."""
         log.error("event.dead_lettered", queue=sub.queue, error=error)
-        await self.dead_letter(body, routing_key, sub.queue, error)
+        try:
+            await self.dead_letter(body, routing_key, sub.queue, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("event.dead_letter_failed", queue=sub.queue, error=repr(exc))
+            await asyncio.sleep(self.retry_backoff_s)
+            return Outcome.RETRY
         EVENTS_CONSUMED.labels(self.service, name, Outcome.DEAD_LETTERED).inc()
+        return Outcome.DEAD_LETTERED
 
     def _count_attempt(self, event_id: str) -> int:
         attempts = self._attempts.pop(event_id, 0) + 1

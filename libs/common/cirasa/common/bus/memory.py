@@ -67,11 +67,7 @@ class MemoryBus(Bus):
     async def _worker(self, sub: Subscription[Any], queue: asyncio.Queue[tuple[bytes, str]]) -> None:
         while True:
             body, routing_key = await queue.get()
-            try:
-                outcome = await self.consume(sub, body, routing_key)
-            except Exception:  # the inbox store failed: leave the message for another try
-                outcome = Outcome.RETRY
-            if outcome is Outcome.RETRY:
+            if await self.consume(sub, body, routing_key) is Outcome.RETRY:
                 queue.put_nowait((body, routing_key))
             queue.task_done()
 
