@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,6 +18,7 @@ import pytest
 
 from cirasa.cli.runtime import SERVICES, build_service, http_app
 from cirasa.common.bus import MemoryBroker
+from cirasa.common.events import EVENT_TYPES
 from cirasa.common.service import Service
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
 from cirasa.common.store.memory import reset_memory_store
@@ -23,8 +26,35 @@ from cirasa.common.store.memory import reset_memory_store
 if TYPE_CHECKING:
     from tests.live import LiveGateway
 
-AMQP_URL = os.environ.get("CIRASA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 API = "/caesar/api/v1.0"
+
+
+def _session_vhost() -> str | None:
+    """A RabbitMQ vhost of this test session's own (deleted at its end, with all it holds), so tests
+    never see, close or leave behind anything of another run. None when ``CIRASA_TEST_AMQP_URL``
+    names a broker, or no local ``rabbitmqctl`` can make one: then the default vhost, and each test's
+    own exchange, as before."""
+    if os.environ.get("CIRASA_TEST_AMQP_URL") or shutil.which("rabbitmqctl") is None:
+        return None
+    name = f"cirasa-test-{uuid.uuid4().hex[:12]}"
+    for argv in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
+        done = subprocess.run(["rabbitmqctl", "--quiet", *argv], capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            return None
+    return name
+
+
+VHOST = _session_vhost()
+AMQP_URL = os.environ.get("CIRASA_TEST_AMQP_URL") or (
+    f"amqp://guest:guest@127.0.0.1:5672/{VHOST}" if VHOST else "amqp://guest:guest@127.0.0.1:5672/"
+)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if VHOST:
+        subprocess.run(
+            ["rabbitmqctl", "--quiet", "delete_vhost", VHOST], capture_output=True, timeout=60, check=False
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -141,18 +171,8 @@ async def delete_topology(exchange: str) -> None:
     async with connection:
         channel = await connection.channel()
         for service in SERVICES:
-            for key in (
-                "task.proposed",
-                "offer.made",
-                "job.submitted",
-                "job.dispatched",
-                "job.state_changed",
-                "job.cancel_requested",
-                "file.uploaded",
-                "file.deleted",
-                "usage.updated",
-            ):
-                await channel.queue_delete(f"{exchange}.{service}.{key}")
+            for event_cls in EVENT_TYPES.values():
+                await channel.queue_delete(f"{exchange}.{service}.{event_cls.routing_key}")
         await channel.queue_delete(f"{exchange}.dead-letter")
         await channel.exchange_delete(exchange)
         await channel.exchange_delete(f"{exchange}.dlx")

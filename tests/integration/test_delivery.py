@@ -16,7 +16,7 @@ from cirasa.cli.runtime import build_service
 from cirasa.common.bus import RabbitBus, dead_letter_names
 from cirasa.common.events import decode_event
 from cirasa.planner.service import Planner
-from tests.conftest import AMQP_URL, API, Stack, wait_for
+from tests.conftest import AMQP_URL, API, VHOST, Stack, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -143,9 +143,11 @@ async def test_malformed_events_go_to_the_dead_letter_queue(rabbit_stack: Stack,
 
 
 async def test_services_reconnect_after_the_broker_drops_them(rabbit_stack: Stack, fits_image: Path) -> None:
+    assert VHOST, "this test closes connections: it needs the session's own vhost (a local rabbitmqctl)"
     file_id = await rabbit_stack.upload(fits_image)
     subprocess.run(
-        ["rabbitmqctl", "close_all_connections", "cirasa reconnect test"],
+        # only this session's connections: never another run's on the same broker
+        ["rabbitmqctl", "close_all_connections", "--vhost", VHOST, "reconnect test"],
         check=True,
         capture_output=True,
         timeout=30,
