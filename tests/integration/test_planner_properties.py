@@ -39,10 +39,11 @@ from tests.conftest import AMQP_URL, delete_topology
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
+# offer_share=1: one driver proposes everything, and the race, not the per-user share, is under test
 PLATFORMS = [
-    PlatformConfig(name="p2", cores=2, memory_gib=2, max_duration_s=3600, offer_ttl_s=1),
-    PlatformConfig(name="p3", cores=3, memory_gib=4, max_duration_s=3600, offer_ttl_s=1),
-    PlatformConfig(name="p4", cores=4, memory_gib=8, max_duration_s=3600, offer_ttl_s=1),
+    PlatformConfig(name="p2", cores=2, memory_gib=2, max_duration_s=3600, offer_ttl_s=1, offer_share=1),
+    PlatformConfig(name="p3", cores=3, memory_gib=4, max_duration_s=3600, offer_ttl_s=1, offer_share=1),
+    PlatformConfig(name="p4", cores=4, memory_gib=8, max_duration_s=3600, offer_ttl_s=1, offer_share=1),
 ]
 
 
@@ -72,7 +73,7 @@ step = st.one_of(
         st.integers(1, 4),
         st.integers(0, 2),
         st.integers(1, 4),
-        st.integers(1, 90),
+        st.integers(1, 60),  # every proposal fits p4 (4 cores, 8 GiB, an hour): offers must come
         st.integers(0, 60),
     ),
     st.builds(Decide, st.integers(0, 50), st.booleans()),
@@ -205,7 +206,7 @@ async def run_programme(programme: list[list[Any]]) -> None:
             await channel.queue_delete(f"{exchange}.driver.offer.made")
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.lists(step, min_size=1, max_size=12), min_size=2, max_size=6))
 def test_racing_planners_never_overbook_and_release_everything(programme: list[list[Any]]) -> None:
     asyncio.run(run_programme(programme))
