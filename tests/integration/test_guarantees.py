@@ -1,0 +1,129 @@
+"""One test per delivery guarantee that no other test pinned (issue 13): each fails when its guarantee
+is removed, as ``scripts/mutants.py`` checks by removing them one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+
+from cirasa.common.bus import Bus, MemoryBroker, MemoryBus, RabbitBus
+from cirasa.common.events import FileUploaded, JobState, JobStateChanged, TaskProposed, utcnow
+from cirasa.common.outbox import outbox_entries
+from cirasa.common.store import Inbox
+from cirasa.common.store.memory import memory_client
+from tests.conftest import AMQP_URL, API, Stack, wait_for
+from tests.integration.test_bus_failures import remove_topology
+
+
+@pytest.fixture
+async def buses() -> AsyncIterator[list[Bus]]:
+    made: list[Bus] = []
+    yield made
+    for bus in made:
+        await bus.stop()
+        if isinstance(bus, RabbitBus):
+            await remove_topology(bus)
+
+
+def a_bus(kind: str, made: list[Bus]) -> Bus:
+    exchange = f"test.{uuid.uuid4().hex[:10]}"
+    inbox = Inbox(memory_client()[f"inbox{uuid.uuid4().hex[:8]}"])
+    bus: Bus = (
+        MemoryBus("svc", MemoryBroker(), exchange, inbox)
+        if kind == "memory"
+        else RabbitBus("svc", AMQP_URL, exchange, inbox)
+    )
+    made.append(bus)
+    return bus
+
+
+@pytest.mark.rabbitmq
+async def test_publish_returns_only_once_the_broker_has_the_event(buses: list[Bus]) -> None:
+    """Publisher confirms: a publish the broker refuses (its exchange is gone) must fail, not vanish."""
+    bus = a_bus("rabbit", buses)
+    await bus.start()
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(bus.exchange)
+    event = FileUploaded(producer="t", correlation_id="f", user="u", file_id="f", size_bytes=1)
+    with pytest.raises(Exception):  # noqa: B017 -- whichever error aio-pika raises for the nack
+        await asyncio.wait_for(bus.publish(event), timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["memory", pytest.param("rabbit", marks=pytest.mark.rabbitmq)])
+async def test_a_duplicate_delivery_reaches_the_handler_once(kind: str, buses: list[Bus]) -> None:
+    """The inbox: the same event delivered twice (a lost ack, a republish) has one effect."""
+    bus = a_bus(kind, buses)
+    handled: list[str] = []
+
+    async def handler(ev: Any) -> None:
+        handled.append(ev.event_id)
+
+    bus.subscribe(FileUploaded, handler)
+    await bus.start()
+    event = FileUploaded(producer="t", correlation_id="f", user="u", file_id="f", size_bytes=1)
+    await bus.publish(event)
+    await wait_for(lambda: _handled(handled), 20, "the first delivery")
+    await bus.publish(event)
+    await asyncio.sleep(0.5)
+    assert handled == [event.event_id]
+
+
+async def _handled(handled: list[str]) -> bool:
+    await asyncio.sleep(0.01)
+    return bool(handled)
+
+
+async def test_the_202_comes_after_the_proposal_is_published(memory_stack: Stack, fits_image: Path) -> None:
+    """The outbox is flushed before the answer: the proposal is on the bus, not waiting for a sweep."""
+    assert memory_stack.memory is not None
+    file_id = await memory_stack.upload(fits_image)
+    r = await memory_stack.client.post(
+        f"{API}/job", json={"app": "sleep", "data_inputs": file_id, "job_inputs": {"seconds": 0.1}}
+    )
+    assert r.status_code == 202
+    job_id = r.json()["job_id"]
+    proposals = [e for e in memory_stack.memory.published if isinstance(e, TaskProposed)]
+    assert [e.correlation_id for e in proposals] == [job_id]
+
+
+async def test_a_stale_state_change_is_not_applied(memory_stack: Stack, fits_image: Path) -> None:
+    """The seq guard: a JobStateChanged older than what the read model has changes nothing."""
+    gateway: Any = memory_stack.services["gateway"]
+    file_id = await memory_stack.upload(fits_image)
+    job_id = await memory_stack.submit("sleep", file_id, {"seconds": 30})
+    newer = JobStateChanged(
+        correlation_id=job_id, job_id=job_id, state=JobState.RUNNING, seq=50, status="new"
+    )
+    older = JobStateChanged(
+        correlation_id=job_id, job_id=job_id, state=JobState.PENDING, seq=49, status="old"
+    )
+    await gateway.on_job_state_changed(newer)
+    await gateway.on_job_state_changed(older)
+    stored = await gateway.jobs.get(job_id)
+    assert (stored.state, stored.status, stored.seq) == ("RUNNING", "new", 50)
+
+
+async def test_the_sweep_publishes_what_a_crash_left_in_an_outbox(memory_stack: Stack) -> None:
+    """A write whose publish never happened (a crash between the two) is published by the sweep."""
+    assert memory_stack.memory is not None
+    gateway: Any = memory_stack.services["gateway"]
+    event = FileUploaded(producer="gateway", correlation_id="lost", user="u", file_id="lost", size_bytes=1)
+    entries = outbox_entries([event])
+    entries[0]["queued_at"] = utcnow() - timedelta(minutes=5)
+    await gateway.files.raw.insert_one({"_id": "lost", "user": "u", "deleted": False, "outbox": entries})
+
+    async def swept() -> bool:
+        doc = await gateway.files.raw.find_one({"_id": "lost"})
+        published = any(e.event_id == event.event_id for e in memory_stack.memory.published)  # type: ignore[union-attr]
+        return published and doc["outbox"] == []
+
+    await wait_for(swept, 10, "the sweep to publish the lost event")
