@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from cirasa.common.bus import MemoryBroker
 from cirasa.common.events import EVENT_TYPES
 from cirasa.common.service import Service
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
+from cirasa.common.store import Database, open_client
 from cirasa.common.store.memory import reset_memory_store
 
 if TYPE_CHECKING:
@@ -44,7 +46,30 @@ def _session_vhost() -> str | None:
     return name
 
 
+def _docker_usable() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0
+
+
+def _mongodb_url() -> str | None:
+    """A real MongoDB for the store code when one can be had: ``CIRASA_MONGODB_URL`` (or
+    ``MONGODB_URL``), else a throw-away server through testcontainers where Docker runs, else None
+    (the in-memory double, which interleaves and updates atomically like a server)."""
+    url = os.environ.get("CIRASA_MONGODB_URL") or os.environ.get("MONGODB_URL")
+    if url or os.environ.get("CIRASA_TEST_NO_DOCKER") or not _docker_usable():
+        return url or None
+    from testcontainers.community.mongodb import MongoDbContainer
+
+    container = MongoDbContainer("mongo:7")
+    container.start()
+    atexit.register(container.stop)
+    return str(container.get_connection_url())
+
+
 VHOST = _session_vhost()
+MONGODB_URL = _mongodb_url()
 AMQP_URL = os.environ.get("CIRASA_TEST_AMQP_URL") or (
     f"amqp://guest:guest@127.0.0.1:5672/{VHOST}" if VHOST else "amqp://guest:guest@127.0.0.1:5672/"
 )
@@ -57,6 +82,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         )
 
 
+def store_database(name: str) -> Database:
+    """A database of its own on the store the tests use: the real server when there is one."""
+    return open_client(Settings(mongodb_url=MONGODB_URL))[f"{name}_{uuid.uuid4().hex[:8]}"]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_memory_store() -> None:
     reset_memory_store()
@@ -67,7 +97,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         amqp_url=AMQP_URL,
         exchange=f"test.{uuid.uuid4().hex[:10]}",
-        mongodb_url=os.environ.get("MONGODB_URL") or None,
+        mongodb_url=MONGODB_URL,
         db_prefix=f"t{uuid.uuid4().hex[:8]}",
         data_dir=tmp_path / "data",
         jobs_dir=tmp_path / "jobs",

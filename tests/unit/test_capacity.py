@@ -7,9 +7,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from cirasa.common.settings import PlatformConfig
-from cirasa.common.store.memory import memory_client
 from cirasa.planner.calendar import Booking, Calendar, free_at, usage_steps
 from cirasa.planner.capacity import CapacityBook
+from tests.conftest import store_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -51,7 +51,7 @@ def test_memory_constrains_too() -> None:
 
 async def test_racing_planners_never_overbook_any_instant() -> None:
     platform = PlatformConfig(name="p", cores=8, memory_gib=8, max_duration_s=3600)
-    coll = memory_client()["cap"]["platforms"]
+    coll = store_database("cap")["platforms"]  # a real MongoDB where one can be had
     books = [CapacityBook(coll, [platform]) for _ in range(3)]  # three planner replicas, one database
     await books[0].sync_platforms()
     rng = random.Random(7)
@@ -83,7 +83,7 @@ async def test_racing_planners_never_overbook_any_instant() -> None:
 
 async def test_book_is_idempotent_and_confirm_keeps_the_booking() -> None:
     platform = PlatformConfig(name="p", cores=4, memory_gib=4, max_duration_s=60)
-    book = CapacityBook(memory_client()["cap2"]["platforms"], [platform])
+    book = CapacityBook(store_database("cap2")["platforms"], [platform])
     await book.sync_platforms()
     assert await book.book("p", booking("x", 2, 0, 10))
     assert await book.book("p", booking("x", 2, 0, 10))  # the same holder again: still one booking
