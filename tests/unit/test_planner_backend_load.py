@@ -51,11 +51,11 @@ async def test_offers_respect_the_load_of_other_users(cluster: FakeCluster, sett
         resources=ResourceRequest(min_cores=4, max_cores=4, duration_s=600),
     )
     window = (utcnow(), utcnow() + timedelta(hours=1))
-    later = await planner._candidates(task, settings.platforms[0], window, alternatives=False)
+    later = await planner.offers.candidates(task, settings.platforms[0], window, alternatives=False)
     assert later and later[0].start >= utcnow() + timedelta(seconds=50)  # after the external load's horizon
     cluster.free = 8
     await planner.learn_backend_load()
-    now = await planner._candidates(
+    now = await planner.offers.candidates(
         task, settings.platforms[0], (utcnow(), utcnow() + timedelta(hours=1)), False
     )
     assert now and now[0].start <= utcnow() + timedelta(seconds=1)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cirasa.common.events import JobState, Resources
 
@@ -61,6 +61,29 @@ class Backend(Protocol):
 
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, BackendStatus | None]:
         """States of many jobs in one go; None for a job the backend does not know (vanished)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DiscoveredJob:
+    """A job found on a backend by its name or label; the monitor follows those it does not know.
+
+    ``job_dir`` is relative to the jobs root; ``user`` and ``job_dir`` are None when the backend
+    does not record them (the monitor derives one from the other)."""
+
+    job_id: str
+    backend_job_id: str | None
+    user: str | None = None
+    job_dir: str | None = None
+    duration_s: float | None = None
+
+
+@runtime_checkable
+class Discovering(Protocol):
+    """What a backend that can list the jobs we started on it offers besides :class:`Backend`."""
+
+    def discover(self) -> list[DiscoveredJob]:
+        """Every job of ours the backend still knows, finished or not."""
         ...
 
 

@@ -13,7 +13,7 @@ BackendFactory = Callable[[PlatformConfig, Settings], Backend]
 def _local(platform: PlatformConfig, settings: Settings) -> Backend:
     from cirasa.backends.local import LocalBackend, LocalOptions
 
-    return LocalBackend(LocalOptions.model_validate(platform.options))
+    return LocalBackend(LocalOptions.model_validate(platform.options), jobs_dir=settings.jobs_dir)
 
 
 def _kubernetes(platform: PlatformConfig, settings: Settings) -> Backend:

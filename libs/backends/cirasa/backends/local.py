@@ -39,7 +39,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from cirasa.backends.base import BackendStatus, BackendUnavailable, JobSpec, TrackedJob
+from cirasa.backends.base import BackendStatus, BackendUnavailable, DiscoveredJob, JobSpec, TrackedJob
 from cirasa.backends.local_runner import (
     CANCEL_FILE,
     CONTROL_DIR,
@@ -185,11 +185,12 @@ def start_local_job(
     *,
     kill_grace_s: float = DEFAULT_KILL_GRACE_S,
     sandbox: Sequence[str] = (),
+    owner: str | None = None,
 ) -> int:
     """Start ``argv`` in ``job_dir`` under a detached runner and return the runner's pid.
 
     ``sandbox`` holds the runner's sandbox options (``--sandbox``, ``--input PATH``, ...); empty, the
-    job runs with the runner's rights.
+    job runs with the runner's rights. ``owner`` (the job's user) is recorded for :func:`discover_local_jobs`.
 
     Idempotent: the ``submitted`` marker is created with O_EXCL, and whoever loses that race (or
     calls again later) gets the pid recorded by the winner instead of starting a second runner.
@@ -220,6 +221,7 @@ def start_local_job(
         "memory_gib": memory_gib,
         "timeout_s": timeout_s,
         "submitted_at": utc_now().isoformat(),
+        "owner": owner,
         "runner_pid": None,
         **process_origin(),
     }
@@ -371,6 +373,26 @@ def read_local_status(job_dir: Path) -> LocalJobStatus | None:
     return _vanished(control_dir, state or {}, runner_pid, "Runner process vanished")
 
 
+def discover_local_jobs(jobs_dir: Path) -> list[DiscoveredJob]:
+    """Every job started under ``jobs_dir`` (``<user dir>/job_<id>/.cirasa/submitted``)."""
+    found: list[DiscoveredJob] = []
+    for marker_path in Path(jobs_dir).glob(f"*/job_*/{CONTROL_DIR}/{SUBMITTED_FILE}"):
+        job_dir = marker_path.parent.parent
+        marker = _read_json(marker_path) or {}
+        owner = marker.get("owner")
+        timeout = marker.get("timeout_s")
+        found.append(
+            DiscoveredJob(
+                job_id=job_dir.name.removeprefix("job_"),
+                backend_job_id=str(pid) if (pid := _opt_int(marker.get("runner_pid"))) is not None else None,
+                user=owner if isinstance(owner, str) else None,
+                job_dir=f"{job_dir.parent.name}/{job_dir.name}",
+                duration_s=float(timeout) if isinstance(timeout, int | float) else None,
+            )
+        )
+    return found
+
+
 # -- canceling ---------------------------------------------------------------------------------
 
 
@@ -405,15 +427,22 @@ class LocalBackend:
 
     kind = "local"
 
-    def __init__(self, options: LocalOptions | None = None) -> None:
+    def __init__(self, options: LocalOptions | None = None, jobs_dir: Path | None = None) -> None:
         self.options = options or LocalOptions()
+        self.jobs_dir = jobs_dir  # where discover() looks; None: it finds nothing
 
     def submit(self, spec: JobSpec) -> str:
         res = spec.resources
         sandbox = self._sandbox_args(spec)
         return str(
             start_local_job(
-                spec.job_dir, spec.argv, res.cores, res.memory_gib, res.duration_s, sandbox=sandbox
+                spec.job_dir,
+                spec.argv,
+                res.cores,
+                res.memory_gib,
+                res.duration_s,
+                sandbox=sandbox,
+                owner=spec.user,
             )
         )
 
@@ -435,6 +464,9 @@ class LocalBackend:
 
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, BackendStatus | None]:
         return {job.job_id: _backend_status(read_local_status(job.job_dir)) for job in jobs}
+
+    def discover(self) -> list[DiscoveredJob]:
+        return [] if self.jobs_dir is None else discover_local_jobs(self.jobs_dir)
 
 
 def _backend_status(status: LocalJobStatus | None) -> BackendStatus | None:

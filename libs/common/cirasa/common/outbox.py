@@ -6,6 +6,12 @@ atomically. The relay then publishes each entry (waiting for the broker's confir
 out. A crash between the write and the publish leaves the entry in place; the periodic sweep
 publishes it later. An event may therefore be published twice, never zero times; consumers
 dedupe by ``event_id``.
+
+Whoever publishes an entry (the fast path right after the write, or the sweep) first claims it with a
+conditional write (``claimed_at`` on the entry), so the sweep never republishes an entry a request is
+publishing right now. A claim lapses after ``CLAIM_TTL`` (its holder crashed) and is dropped when the
+publish fails, so the entry is swept again. The fast path never raises: once the state change is
+written it has happened, and the outbox delivers its events later if the broker is away now.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -26,6 +32,8 @@ from cirasa.common.store import Collection
 log = structlog.get_logger(__name__)
 
 OUTBOX_FIELD = "outbox"
+CLAIM_TTL = timedelta(seconds=30)  # a publish taking longer than this may be repeated by the sweep
+SWEEP_GRACE = timedelta(seconds=1)  # younger entries are left to the fast path
 PENDING_FILTER: dict[str, Any] = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
 
 
@@ -49,12 +57,17 @@ class OutboxRelay:
         self._service = service
 
     async def flush(self, collection: Collection, doc_id: Any) -> None:
-        """Publish what one document has queued (the fast path, right after the write)."""
-        doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
-        if doc:
-            await self._publish_entries(collection, doc_id, doc.get(OUTBOX_FIELD) or [])
+        """Publish what one document has queued (the fast path, right after the write).
 
-    async def sweep(self, min_age: timedelta = timedelta(seconds=1)) -> int:
+        Never raises: what it could not publish (broker or store away now) is left for the sweep."""
+        try:
+            doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
+            if doc:
+                await self._publish_entries(collection, doc_id, doc.get(OUTBOX_FIELD) or [])
+        except Exception as exc:
+            log.warning("outbox.flush_deferred", service=self._service, doc_id=str(doc_id), error=repr(exc))
+
+    async def sweep(self, min_age: timedelta = SWEEP_GRACE) -> int:
         """Publish entries left behind by a crash or a broker outage; returns how many."""
         published = 0
         pending = 0
@@ -84,10 +97,33 @@ class OutboxRelay:
     ) -> int:
         done = 0
         for entry in entries:
-            event = decode_event(entry["body"])
-            await self._bus.publish(event)
-            await collection.update_one(
-                {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: {"event_id": entry["event_id"]}}}
-            )
+            event_id = entry["event_id"]
+            claimed_at = await self._claim(collection, doc_id, event_id)
+            if claimed_at is None:
+                continue  # published (or being published) by someone else
+            try:
+                await self._bus.publish(decode_event(entry["body"]))
+            except BaseException:
+                with contextlib.suppress(Exception):  # let the next sweep take it at once
+                    await collection.update_one(
+                        {
+                            "_id": doc_id,
+                            OUTBOX_FIELD: {"$elemMatch": {"event_id": event_id, "claimed_at": claimed_at}},
+                        },
+                        {"$unset": {f"{OUTBOX_FIELD}.$.claimed_at": ""}},
+                    )
+                raise
+            await collection.update_one({"_id": doc_id}, {"$pull": {OUTBOX_FIELD: {"event_id": event_id}}})
             done += 1
         return done
+
+    async def _claim(self, collection: Collection, doc_id: Any, event_id: str) -> datetime | None:
+        """Take the entry for publishing unless someone holds a live claim on it (or it is gone)."""
+        now = utcnow()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as a server stores it
+        free = {"$or": [{"claimed_at": None}, {"claimed_at": {"$lt": now - CLAIM_TTL}}]}
+        result = await collection.update_one(
+            {"_id": doc_id, OUTBOX_FIELD: {"$elemMatch": {"event_id": event_id, **free}}},
+            {"$set": {f"{OUTBOX_FIELD}.$.claimed_at": now}},
+        )
+        return now if result.modified_count == 1 else None

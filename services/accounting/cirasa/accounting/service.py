@@ -107,6 +107,9 @@ class Accounting(Service):
             {"$set": {"state": ev.state.value, "seq": ev.seq, "elapsed_s": max(ev.elapsed_s, 0.0)}},
         )
         if applied:
+            if ev.state.is_terminal:  # its directory is final now: the next usage measures it again
+                for key in (ev.user, ALL_USERS):
+                    self._jobsizes.pop(key, None)
             await self._mark_dirty(ev.user)
 
     async def on_file_uploaded(self, ev: FileUploaded) -> None:
@@ -190,7 +193,8 @@ class Accounting(Service):
         return round((rows[0]["b"] if rows else 0) / 1024, 3)
 
     async def _jobsize(self, key: str, path: Path) -> float:
-        """Disk used by job directories; walking them is costly, so at most once a minute per user."""
+        """Disk used by job directories; walking them is costly, so at most once a minute per user,
+        and again as soon as one of the user's jobs ends (its outputs are all written then)."""
         cached = self._jobsizes.get(key)
         if cached is not None and time.monotonic() - cached[0] < JOBSIZE_REFRESH_S:
             return cached[1]

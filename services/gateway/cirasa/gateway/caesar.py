@@ -27,7 +27,7 @@ from starlette.background import BackgroundTask
 
 from cirasa.common.events import TERMINAL_STATES, JobState, as_utc
 from cirasa.finders.registry import APPS, OptionError, get_app
-from cirasa.gateway import openapi
+from cirasa.gateway import idempotency, openapi
 from cirasa.gateway.archive import build_job_archive, contained_dir, contained_file
 from cirasa.gateway.bodies import has_control, load_json
 from cirasa.gateway.dependencies import GatewayDep, UserDep, read_bounded
@@ -49,6 +49,7 @@ MAX_JOB_BODY = 256 * 1024
 NOT_READY_STATES = {JobState.PENDING.value, JobState.RUNNING.value, JobState.ABORTED.value, "STARTED"}
 STATUS_KEYS = ("job_id", "pid", "state", "status", "exit_code", "elapsed_time", "tag")
 UPLOAD_KEYS = ("filename_orig", "tag", "format", "size", "uuid", "date")
+CAESAR_JOB = "caesar:job"  # the route an Idempotency-Key was used on
 
 
 def operation_id(route: APIRoute) -> str:
@@ -184,37 +185,56 @@ async def describe(app_name: str) -> Response:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A job request as read: what to submit, and what the reply repeats."""
+    """A job request as read: what to submit, and the options it ignores."""
 
     new: NewJob
-    data_inputs: Any
     ignored: list[str]
 
 
 @router.post("/job", openapi_extra=openapi.request_body(openapi.CAESAR_JOB, "application/json"))
 async def submit(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
+    """202 once the job is stored; with an ``Idempotency-Key``, a retry gets the same job back."""
     reply: dict[str, Any] = {"state": "ABORTED", "app": "", "job_id": "", "submit_date": ""}
     with blank_reply(reply):
         body = await read_job_body(request)
+        key = idempotency.key_of(request)
+        made_id = await gateway.idempotency.lookup(key, user, CAESAR_JOB, body)
+        made = await gateway.find_job(user, made_id) if made_id else None
+        if made is not None:
+            return accepted_reply(made, ignored_options(made))
         app_name = body.get("app")
         if not app_name or not isinstance(app_name, str):
             raise BadRequest("No app name found in request!")
         reply["app"] = app_name
         parsed = await read_job_request(gateway, user, app_name, body)
-    job = await gateway.submit_job(user, parsed.new)
+        job_id = await gateway.idempotency.target_for(key, user, CAESAR_JOB, body)
+    job = await gateway.submit_job(user, parsed.new, job_id)
+    return accepted_reply(job, parsed.ignored)
+
+
+def accepted_reply(job: Job, ignored: list[str]) -> Response:
     accepted = {
-        "app": app_name,
+        "app": job.app,
         "job_id": job.job_id,
-        "job_inputs": parsed.new.job_inputs,
-        "data_inputs": parsed.data_inputs,
-        "tag": parsed.new.tag,
-        "state": "PENDING",
+        "job_inputs": job.job_inputs,
+        "data_inputs": job.data_inputs,
+        "tag": job.tag,
+        "state": job.state,
         "status": job.status,
         "submit_date": job.submit_date,
     }
-    if parsed.ignored:
-        accepted["ignored_options"] = parsed.ignored
+    if ignored:
+        accepted["ignored_options"] = ignored
     return JSONResponse(accepted, status_code=202)
+
+
+def ignored_options(job: Job) -> list[str]:
+    """What the first request's reply listed as ignored, for a retry's."""
+    app = get_app(job.app)
+    try:
+        return app.validate(job.job_inputs).ignored if app else []
+    except OptionError:
+        return []
 
 
 async def read_job_body(request: Request) -> dict[str, Any]:
@@ -261,7 +281,7 @@ async def read_job_request(gateway: Gateway, user: str, app_name: str, body: dic
     if isinstance(tag, str) and has_control(tag):
         raise BadRequest("Option tag must not contain control characters")
     new = NewJob(app, validated.values, job_inputs, file, tag, walltime)
-    return JobRequest(new, data_inputs, validated.ignored)
+    return JobRequest(new, validated.ignored)
 
 
 @router.get("/jobs")

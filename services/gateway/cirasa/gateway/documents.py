@@ -74,6 +74,11 @@ class Job(GatewayDocument):
     end_date: str | None = None
     deleted: bool = False
     outbox: list[dict[str, Any]] = []
+    # what re-proposes a job nobody answered (see reproposal): the proposal, when it was last sent
+    # or answered, and how many times it has been sent again since
+    proposal: dict[str, Any] | None = None
+    checked_at: datetime | None = None
+    reproposed: int = 0
 
 
 class Usage(GatewayDocument):

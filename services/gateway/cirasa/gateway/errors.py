@@ -91,3 +91,7 @@ class InternalError(GatewayError):
 
 class Unavailable(GatewayError):
     status_code = 503
+
+
+class Unprocessable(GatewayError):
+    status_code = 422

@@ -1,7 +1,9 @@
 """The gateway's state: user files, the jobs read model and usage, fed by events.
 
 Writes that other services must hear about carry their event in the same document update
-(outbox) and are flushed before the HTTP answer, so a 202 means the broker has the proposal.
+(outbox) and are flushed before the HTTP answer. A 202 means the job is stored with its proposal: if
+the broker is away the outbox sweep publishes it later, and a proposal nobody answers is sent again
+(``reproposal``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
 
 from cirasa.common.events import (
     TERMINAL_STATES,
@@ -41,11 +44,17 @@ from cirasa.finders.registry import App
 from cirasa.gateway.broker.state import INDEXES as BROKER_INDEXES
 from cirasa.gateway.broker.state import BrokerState
 from cirasa.gateway.documents import FILES, JOBS, OFFERSETS, SESSIONS, USAGE, Job, StoredFile, Usage
+from cirasa.gateway.idempotency import INDEXES as IDEMPOTENCY_INDEXES
+from cirasa.gateway.idempotency import Idempotency
 from cirasa.gateway.quotas import Quotas
+from cirasa.gateway.reproposal import CHECK_INTERVAL_S, Reproposal
 from cirasa.gateway.uploads import ReceivedFile
 
 # What the caesar listings leave out of a stored document.
-HIDDEN = {"_id": 0, "outbox": 0, "relpath": 0, "user": 0, "deleted": 0, "seq": 0}
+HIDDEN = {
+    "_id": 0, "outbox": 0, "relpath": 0, "user": 0, "deleted": 0, "seq": 0,
+    "proposal": 0, "checked_at": 0, "reproposed": 0,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,16 +78,22 @@ class Gateway(Service):
         self.usage = Documents(self.db[USAGE], Usage)
         self.broker = BrokerState(self.db, self.name)
         self.quotas = Quotas(self.db, self.settings.gateway.quotas)
+        self.idempotency = Idempotency(self.db)
+        self.reproposal = Reproposal(self.jobs, self.relay, self.quotas, self.name)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
             FILES: [IndexModel([("user", ASCENDING), ("filedate", DESCENDING)])],
             JOBS: [IndexModel([("user", ASCENDING), ("submit_date", DESCENDING)])],
             **BROKER_INDEXES,
+            **IDEMPOTENCY_INDEXES,
         }
 
     def loops(self) -> list[Loop]:
-        return [self._recount_loop]
+        return [self._recount_loop, self._reproposal_loop]
+
+    async def _reproposal_loop(self, stop: asyncio.Event) -> None:
+        await every(CHECK_INTERVAL_S, stop, self.reproposal.sweep)
 
     async def _recount_loop(self, stop: asyncio.Event) -> None:
         await every(self.settings.gateway.quotas.recount_interval_s, stop, self.quotas.recount)
@@ -93,6 +108,9 @@ class Gateway(Service):
     # --- read model -----------------------------------------------------------------------
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
+        if ev.seq == 0 and ev.state is JobState.PENDING:  # the planner holds the job, still queued
+            await self.reproposal.heard(ev.job_id, ev.status)
+            return
         changes: dict[str, Any] = {
             "state": ev.state.value,
             "status": ev.status,
@@ -245,8 +263,9 @@ class Gateway(Service):
 
     # --- jobs -----------------------------------------------------------------------------
 
-    async def submit_job(self, user: str, new: NewJob) -> Job:
-        job_id = new_id()
+    async def submit_job(self, user: str, new: NewJob, job_id: str | None = None) -> Job:
+        """Store the job with its proposal; an existing job of this id (a retry's) is returned as is."""
+        job_id = job_id or new_id()
         resources = new.app.resources_for(new.options)
         proposal = TaskProposed(
             producer=self.name,
@@ -279,14 +298,23 @@ class Gateway(Service):
             elapsed_time=0.0,
             platform=None,
             outbox=outbox_entries([proposal]),
+            proposal=proposal.model_dump(mode="json"),
+            checked_at=utcnow(),
+            reproposed=0,
         )
         await self.quotas.take_job(user)
         try:
             await self.jobs.insert(job)
+        except DuplicateKeyError:  # a concurrent retry with the same Idempotency-Key made it
+            await self.quotas.give_back(user, jobs=1)
+            existing = await self.find_job(user, job_id)
+            if existing is None:
+                raise
+            return existing
         except Exception:
             await self.quotas.give_back(user, jobs=1)
             raise
-        await self.relay.flush(self.jobs.raw, job_id)
+        await self.relay.flush(self.jobs.raw, job_id)  # if the broker is away, the sweep publishes it
         return job
 
     async def find_job(self, user: str, job_id: str) -> Job | None:

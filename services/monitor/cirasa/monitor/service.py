@@ -3,7 +3,8 @@
 It is the one producer of JobStateChanged for dispatched jobs, so it owns the per-job ``seq``.
 Every transition is a conditional update on the stored ``seq`` (two replicas cannot both apply
 one) carrying its event in the same write (outbox). Reconciliation ends jobs the backend lost and
-jobs that were never dispatched, so nothing stays PENDING or RUNNING forever.
+jobs that were never dispatched, and discovery adopts jobs the backends run that we have no record
+of (``discovery``), so nothing stays PENDING or RUNNING forever.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cirasa.common.outbox import outbox_push
 from cirasa.common.paths import resolve_under
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
+from cirasa.monitor.discovery import DISCOVER_INTERVAL_S, Discovery
 from cirasa.monitor.documents import ACTIVE, JOBS, MonitoredJob
 
 
@@ -45,6 +47,7 @@ class Monitor(Service):
         super().__init__(*args, **kwargs)
         self.jobs = Documents(self.db[JOBS], MonitoredJob)
         self._backends: dict[str, Backend] = {}
+        self.discovery = Discovery(self.jobs, self.settings.platforms, self._backend, self.log)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {JOBS: [IndexModel([("state", ASCENDING), ("dispatched", ASCENDING)])]}
@@ -54,7 +57,10 @@ class Monitor(Service):
         self.bus.subscribe(JobDispatched, self.on_job_dispatched)
 
     def loops(self) -> list[Loop]:
-        return [self._poll_loop, self._reconcile_loop]
+        return [self._poll_loop, self._reconcile_loop, self._discover_loop]
+
+    async def _discover_loop(self, stop: asyncio.Event) -> None:
+        await every(DISCOVER_INTERVAL_S, stop, self.discovery.run)  # at once on start, then now and then
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         await every(self.settings.monitor.poll_interval_s, stop, self.poll)

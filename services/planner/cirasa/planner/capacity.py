@@ -177,6 +177,21 @@ class CapacityBook:
 
         return await self._change(platform, decide, where={"bookings.holder": holder}) or done
 
+    async def restore(self, platform: str, bookings: list[Booking]) -> list[Booking]:
+        """Add those of ``bookings`` the platform does not hold (by holder); returns them. No fit
+        check: they stand for work already placed, which holds the capacity whatever we recorded."""
+        added: list[Booking] = []
+
+        def decide(state: PlatformState) -> Write | None:
+            held = {b.holder for b in state.bookings}
+            added[:] = [b for b in bookings if b.holder not in held]
+            if not added:
+                return None
+            update = {"$push": {"bookings": {"$each": [b.to_doc() for b in added]}}}
+            return update, [*state.bookings, *added]
+
+        return added if await self._change(platform, decide) else []
+
     async def set_external(self, platform: str, booking: Booking) -> None:
         """Replace the booking that stands for work the backend runs for others (no fit check: it is
         what the cluster reports, not something we may refuse)."""

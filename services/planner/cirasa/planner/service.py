@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from pymongo import IndexModel
@@ -33,15 +33,15 @@ from cirasa.common.events import (
     as_utc,
 )
 from cirasa.common.service import Loop, Service, every
-from cirasa.common.settings import PlatformConfig
 from cirasa.planner.backend_load import EXTERNAL_REFRESH, BackendLoad
 from cirasa.planner.capacity import CapacityBook
 from cirasa.planner.decisions import Decisions
 from cirasa.planner.documents import INDEXES, PLATFORMS, PROPOSALS, STATS
 from cirasa.planner.expiry import Expiry
 from cirasa.planner.fit import static_fit
-from cirasa.planner.offers import Candidate, Offers
+from cirasa.planner.offers import Offers
 from cirasa.planner.proposals import Proposals
+from cirasa.planner.recovery import restore_bookings
 from cirasa.planner.start_delay import StartDelays
 from cirasa.planner.waiting import Waiting
 
@@ -73,6 +73,7 @@ class Planner(Service):
 
     async def start(self) -> None:
         await self.capacity.sync_platforms()
+        await restore_bookings(self.capacity, self.proposals, self.log)
         await super().start()
 
     def loops(self) -> list[Loop]:
@@ -91,6 +92,8 @@ class Planner(Service):
 
     async def on_task_proposed(self, ev: TaskProposed) -> None:
         doc = await self.proposals.open(ev)
+        if doc is not None and doc.state in ("WAITING", "PLACED"):
+            await self.waiting.still_held(doc, ev)  # a re-proposal: say we hold it
         if doc is None or doc.state != "NEW":
             return  # a redelivery, and the first delivery got further: nothing left to do
         fits = [static_fit(ev, p) for p in self.settings.platforms]
@@ -130,13 +133,3 @@ class Planner(Service):
 
     async def start_delay(self, platform: str) -> timedelta:
         return await self.start_delays.of(platform)
-
-    async def _candidates(
-        self,
-        task: TaskProposed,
-        platform: PlatformConfig,
-        window: tuple[datetime, datetime],
-        alternatives: bool,
-        slack: timedelta = timedelta(0),
-    ) -> list[Candidate]:
-        return await self.offers.candidates(task, platform, window, alternatives, slack)

@@ -116,10 +116,33 @@ class Waiting:
     async def job_ended(self, job_id: str) -> None:
         """Free what the job held; a placed proposal is DONE, and the waiting ones may now fit."""
         released = await self._capacity.release_job(job_id)
-        await self._proposals.docs.update({"_id": job_id, "state": "PLACED"}, {"$set": {"state": "DONE"}})
+        # an auto-accepted job is named by its proposal, an accepted offer's by the offer
+        done = {"$set": {"state": "DONE"}, "$inc": {"version": 1}}
+        await self._proposals.docs.update({"_id": job_id, "state": "PLACED"}, done)
+        await self._proposals.docs.update({"offers.offer_id": job_id, "state": "ACCEPTED"}, done)
         if released:
             self._log.info("capacity.released", job_id=job_id, cores=sum(b.cores for b in released))
             await self.drain()
+
+    async def still_held(self, doc: Proposal, ev: Event) -> None:
+        """Tell the gateway, which sent the task again for want of news, that the job is here (queued
+        for capacity, or placed and on its way to the backend): a PENDING state of ``seq`` 0, which
+        changes no job's state but keeps the gateway from giving up on it."""
+        if doc.state == "WAITING":
+            status = (
+                f"Waiting for free capacity (queued since {doc.created_at.isoformat(timespec='seconds')})"
+            )
+        else:
+            status = f"Placed on platform {doc.offers[0].platform if doc.offers else '?'}; starting"
+        held = JobStateChanged(
+            **self._proposals.envelope(ev),
+            job_id=doc.id,
+            state=JobState.PENDING,
+            status=status,
+            seq=0,
+            app=doc.task.app,
+        )
+        await self._proposals.cas(doc, [held])
 
     async def cancel(self, ev: CancelRequested) -> None:
         """A waiting task is CANCELED here; placed jobs are cancelled by the scheduler, the rest is final."""

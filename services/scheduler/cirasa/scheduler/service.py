@@ -218,6 +218,26 @@ class Scheduler(Service):
         assert doc is not None  # upserted
         if doc.state == "DISPATCHED":
             await self._cancel_backend(doc)
+        elif doc.submitted is None:
+            await self._cancel_unknown(doc)
+
+    async def _cancel_unknown(self, doc: Dispatch) -> None:
+        """A cancel for a job we have no record of: the record now remembers it for a JobSubmitted
+        still to come, but the job may also have been started before this scheduler lost its
+        records. Its directory tells (every backend makes it before starting a job): then every
+        platform is asked to cancel it by job id."""
+        job_dir = resolve_under(self.settings.jobs_dir, doc.job_dir)
+        if not job_dir.is_dir():
+            return  # never handed to a backend
+        for platform in self.settings.platforms:
+            try:
+                backend = self.backend(platform.name)
+                await asyncio.to_thread(backend.cancel, TrackedJob(doc.id, None, job_dir))
+            except Exception as exc:  # not there, or that backend is down: the others still try
+                self.log.info(
+                    "job.cancel_unknown_failed", job_id=doc.id, platform=platform.name, error=repr(exc)
+                )
+        self.log.warning("job.cancel_sent_without_record", job_id=doc.id)
 
     async def _cancel_backend(self, doc: Dispatch) -> None:
         if doc.platform is None:

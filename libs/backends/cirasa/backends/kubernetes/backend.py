@@ -17,13 +17,13 @@ import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from cirasa.backends.base import BackendStatus, BackendUnavailable, JobSpec, TrackedJob
+from cirasa.backends.base import BackendStatus, BackendUnavailable, DiscoveredJob, JobSpec, TrackedJob
 from cirasa.backends.kubernetes.client import JobsApi
 from cirasa.backends.kubernetes.informer import Informer
 from cirasa.backends.kubernetes.manifest import PathMapper, build_job_manifest
-from cirasa.backends.kubernetes.naming import LABEL_MANAGED_BY, LABEL_PLATFORM, MANAGED_BY, job_name
+from cirasa.backends.kubernetes.naming import ANN_USER, LABEL_MANAGED_BY, LABEL_PLATFORM, MANAGED_BY, job_name
 from cirasa.backends.kubernetes.options import KubernetesOptions
-from cirasa.backends.kubernetes.status import job_id_of, job_status, pod_unfinished, start_problem
+from cirasa.backends.kubernetes.status import dig, job_id_of, job_status, pod_unfinished, start_problem
 from cirasa.common.events import JobState
 from cirasa.common.settings import PlatformConfig, Settings
 
@@ -104,6 +104,10 @@ class KubernetesBackend:
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, BackendStatus | None]:
         timeout = self.options.sync_timeout_s + self.options.request_timeout_s + 5
         return self._call(self._poll([j.job_id for j in jobs]), timeout)
+
+    def discover(self) -> list[DiscoveredJob]:
+        """Our Jobs on this platform (by label), with the job id and user their annotations carry."""
+        return self._call(self._discover(), self.options.request_timeout_s * 3)
 
     def close(self) -> None:
         """Stop the watches and the loop thread (tests; services just exit)."""
@@ -236,6 +240,28 @@ class KubernetesBackend:
         except BackendUnavailable as exc:
             log.warning("kubernetes.delete_failed", job_id=job_id, error=str(exc))
         return final
+
+    async def _discover(self) -> list[DiscoveredJob]:
+        jobs, _ = await self._ensure_informers()
+        try:
+            listed, _ = await jobs.list_now()
+        except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise BackendUnavailable(f"platform {self.platform}: cannot list Jobs: {exc!r}") from exc
+        found: list[DiscoveredJob] = []
+        for name, obj in listed.items():
+            job_id = job_id_of(obj)
+            user = dig(obj, "metadata", "annotations", ANN_USER)
+            deadline = dig(obj, "spec", "activeDeadlineSeconds")
+            if job_id is not None:
+                found.append(
+                    DiscoveredJob(
+                        job_id=job_id,
+                        backend_job_id=name,
+                        user=user if isinstance(user, str) else None,
+                        duration_s=float(deadline) if isinstance(deadline, int | float) else None,
+                    )
+                )
+        return found
 
     async def _shutdown(self) -> None:
         for task in self._tasks:

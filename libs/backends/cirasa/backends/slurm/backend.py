@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
 import structlog
 from pydantic import ValidationError
 
-from cirasa.backends.base import BackendStatus, JobSpec, TrackedJob
+from cirasa.backends.base import BackendStatus, DiscoveredJob, JobSpec, TrackedJob
 from cirasa.backends.slurm.capacity import SlurmCapacity, capacity_of
 from cirasa.backends.slurm.client import SlurmClient, error_text
 from cirasa.backends.slurm.errors import SlurmConfigError, SlurmError
@@ -135,6 +135,32 @@ class SlurmBackend:
             ids = self._named(self._client.list_jobs(), JOB_NAME_PREFIX + job.job_id)
         for slurm_id in ids:
             self._client.delete(slurm_id)
+
+    def discover(self) -> list[DiscoveredJob]:
+        """Our jobs Slurm still lists, by name (``cirasa-<job id>``); the user is the name of the job
+        directory's parent (a ``safe_user`` name)."""
+        found: list[DiscoveredJob] = []
+        for record in self._client.list_jobs():
+            name, slurm_id = record.get("name"), record.get("job_id")
+            if (
+                not isinstance(name, str)
+                or not name.startswith(JOB_NAME_PREFIX)
+                or not isinstance(slurm_id, int)
+            ):
+                continue
+            job_id = name.removeprefix(JOB_NAME_PREFIX)
+            cwd = PurePosixPath(str(record.get("current_working_directory") or ""))
+            limit = record.get("time_limit")
+            minutes = limit.get("number") if isinstance(limit, dict) else limit
+            found.append(
+                DiscoveredJob(
+                    job_id=job_id,
+                    backend_job_id=str(slurm_id),
+                    job_dir=f"{cwd.parent.name}/{cwd.name}" if cwd.name == f"job_{job_id}" else None,
+                    duration_s=float(minutes) * 60 if isinstance(minutes, int | float) else None,
+                )
+            )
+        return found
 
     # -- capacity ----------------------------------------------------------------------------------
 

@@ -13,16 +13,17 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pymongo.errors import DuplicateKeyError
 
-from cirasa.common.events import TERMINAL_STATES, as_utc, new_id, utcnow
-from cirasa.gateway import openapi
+from cirasa.common.events import TERMINAL_STATES, as_utc, utcnow
+from cirasa.gateway import idempotency, openapi
 from cirasa.gateway.broker import kinds
 from cirasa.gateway.broker.render import error_body, render_offerset, render_session, strip_nulls
-from cirasa.gateway.broker.request import MAX_BODY, load_body, parse_request
+from cirasa.gateway.broker.request import MAX_BODY, ParsedRequest, load_body, parse_request
 from cirasa.gateway.broker.state import session_phase
 from cirasa.gateway.dependencies import GatewayDep, UserDep, read_bounded
-from cirasa.gateway.documents import OfferSet, Session
-from cirasa.gateway.errors import BadRequest, Conflict, GatewayError, Gone, NotFound, Unavailable
+from cirasa.gateway.documents import OfferSet, Session, StoredFile
+from cirasa.gateway.errors import BadRequest, Conflict, GatewayError, Gone, NotFound
 from cirasa.gateway.service import Gateway
 
 PATHS = ("/offersets", "/sessions")
@@ -65,9 +66,45 @@ async def read_body(request: Request) -> Any:
     return load_body(raw, request.headers.get("content-type"))
 
 
-async def propose(request: Request, gateway: Gateway, user: str, direct: bool) -> OfferSet | None:
-    """Record the request as an offer set and wait for the planner's answer (None: not in time)."""
+async def propose(request: Request, gateway: Gateway, user: str, direct: bool) -> OfferSet:
+    """Record the request as an offer set and wait for the planner's answer: the offer set as it is
+    then (still PENDING when the planner did not answer in time). With an ``Idempotency-Key``, a
+    retry finds the offer set the first request made."""
     body = await read_body(request)
+    key = idempotency.key_of(request)
+    route = f"broker:{'sessions' if direct else 'offersets'}"
+    broker = gateway.broker
+    made_id = await gateway.idempotency.lookup(key, user, route, body)
+    offerset = await broker.offerset(user, made_id) if made_id else None
+    if offerset is None:
+        parsed, files = await parse_proposal(gateway, user, body)
+        offerset_id = await gateway.idempotency.target_for(key, user, route, body)
+        try:
+            offerset = await broker.propose(user, parsed, files, body, direct, offerset_id)
+        except DuplicateKeyError:  # a concurrent retry with the same key made it
+            offerset = await broker.offerset(user, offerset_id)
+            if offerset is None:
+                raise
+        await gateway.relay.flush(broker.offersets.raw, offerset.id)  # or the outbox sweep, later
+    offerset_id = offerset.id
+
+    async def answered() -> OfferSet | None:
+        current = await broker.offerset(user, offerset_id)
+        return current if current is not None and is_answered(current) else None
+
+    answer: OfferSet | None = await broker.wait(answered, ANSWER_TIMEOUT_S)
+    return answer or await broker.offerset(user, offerset_id) or offerset
+
+
+def is_answered(offerset: OfferSet) -> bool:
+    """Whether the planner's whole answer is in (a YES comes as ``set_size`` offers)."""
+    if offerset.result == "PENDING":
+        return False
+    return offerset.result != "YES" or len(offerset.offer_ids) >= (offerset.set_size or 1)
+
+
+async def parse_proposal(gateway: Gateway, user: str, body: Any) -> tuple[ParsedRequest, list[StoredFile]]:
+    """The request checked against the platforms' limits, and the input files it names."""
     platforms = gateway.settings.platforms
     limits = (
         max(platforms, key=lambda p: p.cores).cores,
@@ -84,20 +121,14 @@ async def propose(request: Request, gateway: Gateway, user: str, direct: bool) -
             files.append(file)
     if parsed.app and not parsed.no and len(files) != 1:
         parsed.no.append(f"app {parsed.app} takes exactly one input file id, got {len(parsed.input_ids)}")
-    broker = gateway.broker
-    offerset = await broker.propose(user, parsed, files, body, direct, new_id())
-    await gateway.relay.flush(broker.offersets.raw, offerset.id)
+    return parsed, files
 
-    async def answered() -> OfferSet | None:
-        current = await broker.offerset(user, offerset.id)
-        if current is None or current.result == "PENDING":
-            return None
-        if current.result == "YES" and len(current.offer_ids) < (current.set_size or 1):
-            return None
-        return current
 
-    answer: OfferSet | None = await broker.wait(answered, ANSWER_TIMEOUT_S)
-    return answer
+def still_pending(request: Request, offerset: OfferSet) -> Response:
+    """202: the proposal is stored and will be answered; the client follows the offer set."""
+    base = base_url(request)
+    body = render_offerset(offerset, [], base)
+    return respond(request, body, 202, {"Location": f"{base}/offersets/{offerset.id}"})
 
 
 async def request_of(gateway: Gateway, session: Session) -> dict[str, Any]:
@@ -113,8 +144,8 @@ EXECUTION_REQUEST = openapi.request_body(openapi.EXECUTION_REQUEST, *openapi.JSO
 @router.post("/offersets", status_code=303, openapi_extra=EXECUTION_REQUEST)
 async def post_offerset(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
     offerset = await propose(request, gateway, user, direct=False)
-    if offerset is None:
-        raise Unavailable("the planner did not answer in time; try GET on the offer set later")
+    if not is_answered(offerset):
+        return still_pending(request, offerset)
     base = base_url(request)
     body = render_offerset(offerset, await gateway.broker.sessions_of(offerset.id), base)
     return respond(request, body, 303, {"Location": f"{base}/offersets/{offerset.id}"})
@@ -140,8 +171,8 @@ async def get_session(request: Request, session_id: str, gateway: GatewayDep, us
 @router.post("/sessions", openapi_extra=EXECUTION_REQUEST)
 async def direct_execution(request: Request, gateway: GatewayDep, user: UserDep) -> Response:
     offerset = await propose(request, gateway, user, direct=True)
-    if offerset is None:
-        raise Unavailable("the planner did not answer in time")
+    if not is_answered(offerset):
+        return still_pending(request, offerset)
     base = base_url(request)
     sessions = await gateway.broker.sessions_of(offerset.id)
     if offerset.result != "YES" or not sessions:
