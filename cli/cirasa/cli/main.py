@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cirasa.cli.client import ApiError, CaesarClient, parse_options
+from cirasa.cli.sim.command import sim
 from cirasa.common.logs import configure_logging
 from cirasa.common.settings import Settings, load_settings
 
@@ -51,6 +52,8 @@ def _service_command(name: str) -> None:
 
 for _name in ("gateway", "planner", "scheduler", "monitor", "accounting"):
     _service_command(_name)
+
+app.command("sim")(sim)
 
 
 @app.command()
@@ -471,6 +474,9 @@ def up(port: Port = None) -> None:
     from cirasa.cli.launcher import ProcessStack
 
     settings = _settings(port)
+    warning = memory_store_warning(settings)
+    if warning:
+        console.print(f"[bold red]{warning}[/]")
     workdir = Path.cwd()
     stack = ProcessStack(workdir, env={}, gateway_port=settings.http_port)
     try:
@@ -483,6 +489,17 @@ def up(port: Port = None) -> None:
         pass
     finally:
         stack.stop()
+
+
+def memory_store_warning(settings: Settings) -> str | None:
+    """What ``up`` says when no MongoDB is configured (None when one is)."""
+    if settings.mongodb_url:
+        return None
+    return (
+        "WARNING: CIRASA_MONGODB_URL is not set, so every service keeps its state in memory and it "
+        "dies with its process: a restarted service forgets its jobs, bookings and dispatches, and "
+        "accepted jobs can be lost. Set CIRASA_MONGODB_URL for anything but a demo."
+    )
 
 
 def main() -> None:  # pragma: no cover

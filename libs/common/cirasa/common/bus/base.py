@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 
 from cirasa.common.events import Event
 from cirasa.common.metrics import EVENT_HANDLING, EVENTS_CONSUMED
@@ -21,6 +22,9 @@ from cirasa.common.store import Inbox
 log = structlog.get_logger(__name__)
 
 E = TypeVar("E", bound=Event)
+# The store or the broker is away (a failover, a restart): the message is not at fault, so these are
+# retried for as long as they last and never count towards dead-lettering it (found by the simulation).
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionFailure, ConnectionError)
 Handler = Callable[[E], Awaitable[None]]
 
 
@@ -109,7 +113,13 @@ class Bus(ABC):
     async def _failed(
         self, sub: Subscription[Any], event: Event, body: bytes, routing_key: str, exc: Exception
     ) -> Outcome:
-        """Retry with back-off, or dead-letter after ``max_attempts``."""
+        """Retry with back-off, or dead-letter after ``max_attempts`` (transient errors never count)."""
+        name = sub.event_cls.__name__
+        if isinstance(exc, TRANSIENT_ERRORS):
+            log.warning("event.unavailable", queue=sub.queue, event_id=event.event_id, error=repr(exc))
+            EVENTS_CONSUMED.labels(self.service, name, Outcome.RETRY).inc()
+            await asyncio.sleep(self.retry_backoff_s)
+            return Outcome.RETRY
         attempts = self._count_attempt(event.event_id)
         log.warning(
             "event.handler_failed",
@@ -118,7 +128,6 @@ class Bus(ABC):
             attempt=attempts,
             error=repr(exc),
         )
-        name = sub.event_cls.__name__
         if attempts >= self.max_attempts:
             return await self._poison(
                 sub, body, routing_key, f"handler failed {attempts} times: {exc!r}", name

@@ -1,0 +1,77 @@
+"""The deterministic simulation (cirasa.cli.sim): 300 seeded schedules of the five services under
+faults, each invariant of DESIGN.md section 4 checked after every schedule.
+
+A failing seed is listed with the one command that replays it (``cirasa sim --seed S``).
+Invariants the services do not meet yet are marked known-failing with the reason found; they stay
+checked (an XPASS says the fix landed and the mark can go).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cirasa.cli.sim.faults import KINDS
+from cirasa.cli.sim.invariants import INVARIANTS
+from cirasa.cli.sim.runner import Result, run_many, run_seed
+
+SEEDS = list(range(300))
+
+KNOWN_FAILING = {
+    "no_overbooking": (
+        "the planner books [offer start, + duration) but the job runs [dispatch, + duration): an offer "
+        "accepted after its start, a late due-loop dispatch or one up to 0.5 s early (scheduler) runs "
+        "past or before its booking while the next booking starts (seed 2, no faults)"
+    ),
+    "accounting_matches": (
+        "the scheduler records FAILED 'could not be started' when backend.submit's answer is lost "
+        "although the job runs; and 'canceled before it started' when a cancel arrives after the submit "
+        "but before DISPATCHED was stored (store error), without cancelling the running job (seed 6)"
+    ),
+    "one_terminal_state": (
+        "the gateway drops a JobStateChanged that overtakes its JobSubmitted (no jobs document yet, "
+        "no upsert), then JobSubmitted inserts the job PENDING for ever (seed 28)"
+    ),
+    "bookings_released": (
+        "a job booking outlives its job in some faulty schedules (undiagnosed: see the report)"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def results() -> list[Result]:
+    return run_many(SEEDS, workers=2)
+
+
+def _marked(invariant: str) -> object:
+    reason = KNOWN_FAILING.get(invariant)
+    return (
+        pytest.param(invariant, marks=pytest.mark.xfail(reason=reason, strict=False)) if reason else invariant
+    )
+
+
+@pytest.mark.parametrize("invariant", [_marked(i) for i in INVARIANTS])
+def test_invariant_holds_on_every_seed(results: list[Result], invariant: str) -> None:
+    found = [f"{r.replay}  # {v}" for r in results for v in r.violations if v.startswith(f"{invariant}:")]
+    assert not found, f"{len(found)} violations:\n" + "\n".join(found[:20])
+
+
+def test_the_harness_itself_never_fails(results: list[Result]) -> None:
+    broken = [f"{r.replay}  # {v}" for r in results for v in r.violations if v.startswith("harness:")]
+    assert not broken, "\n".join(broken)
+
+
+def test_every_fault_kind_is_injected(results: list[Result]) -> None:
+    injected = {kind for r in results for kind, n in r.faults.items() if n}
+    assert injected == set(KINDS)
+
+
+def test_a_seed_replays_exactly() -> None:
+    first, again = run_seed(13), run_seed(13)
+    assert first.trace == again.trace
+    assert first.violations == again.violations and first.faults == again.faults
+
+
+def test_without_faults_nothing_is_injected() -> None:
+    result = run_seed(5, kinds=frozenset())
+    assert not result.faults
+    assert not [v for v in result.violations if not v.startswith(tuple(KNOWN_FAILING))]
