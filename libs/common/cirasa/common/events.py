@@ -152,6 +152,10 @@ class JobSubmitted(Event):
     options: dict[str, Any] = Field(default_factory=dict)
     inputs: list[InputFile] = Field(default_factory=list)
     start: datetime | None = Field(None, description="not before this time (the offer's start)")
+    booked_until: datetime | None = Field(
+        None,
+        description="the end of the capacity booked for the job: it must not run past it (additive in v1)",
+    )
     image: str | None = None
     command: list[str] = Field(default_factory=list)
 
