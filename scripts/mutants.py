@@ -74,7 +74,7 @@ MUTANTS = (
     ),
     Mutant(
         "seq guard removed from the jobs read model",
-        "services/gateway/cirasa/gateway/service.py",
+        "services/gateway/cirasa/gateway/read_model.py",
         '{"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}}',
         '{"_id": ev.job_id, "state": {"$nin": list(TERMINAL_STATES)}}',
         ("tests/integration/test_guarantees.py::test_a_stale_state_change_is_not_applied",),

@@ -14,7 +14,15 @@ import aio_pika
 import pytest
 
 from cirasa.common.bus import Bus, MemoryBroker, MemoryBus, RabbitBus
-from cirasa.common.events import FileUploaded, JobState, JobStateChanged, TaskProposed, utcnow
+from cirasa.common.events import (
+    FileUploaded,
+    JobState,
+    JobStateChanged,
+    JobSubmitted,
+    Resources,
+    TaskProposed,
+    utcnow,
+)
 from cirasa.common.outbox import outbox_entries
 from cirasa.common.store import Inbox
 from cirasa.common.store.memory import memory_client
@@ -127,3 +135,25 @@ async def test_the_sweep_publishes_what_a_crash_left_in_an_outbox(memory_stack: 
         return published and doc["outbox"] == []
 
     await wait_for(swept, 10, "the sweep to publish the lost event")
+
+
+async def test_a_state_change_that_overtakes_its_job_is_kept(memory_stack: Stack) -> None:
+    """ExecutionBroker jobs enter the read model with JobSubmitted; a JobStateChanged on another queue
+    may come first. The job must end in its last state, not PENDING for ever (found by the simulation)."""
+    gateway: Any = memory_stack.services["gateway"]
+    job = uuid.uuid4().hex
+    ids = {"correlation_id": job, "job_id": job, "user": "eve", "app": "sleep"}
+    await gateway.on_job_state_changed(JobStateChanged(**ids, state=JobState.RUNNING, seq=1))
+    await gateway.on_job_state_changed(JobStateChanged(**ids, state=JobState.SUCCESS, seq=2, exit_code=0))
+    submitted = JobSubmitted(
+        **ids,
+        offer_id="o",
+        platform="local",
+        backend="local",
+        resources=Resources(cores=1, memory_gib=1, duration_s=60),
+    )
+    await gateway.on_job_submitted(submitted)
+    stored = await gateway.jobs.get(job)
+    assert (stored.state, stored.seq, stored.app, stored.resources["cores"]) == ("SUCCESS", 2, "sleep", 1)
+    counts = await gateway.quotas.counters.get("eve")
+    assert counts is None or counts.active_jobs == 0  # counted once, given back once

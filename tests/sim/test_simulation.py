@@ -27,10 +27,6 @@ KNOWN_FAILING = {
         "although the job runs; and 'canceled before it started' when a cancel arrives after the submit "
         "but before DISPATCHED was stored (store error), without cancelling the running job (seed 6)"
     ),
-    "one_terminal_state": (
-        "the gateway drops a JobStateChanged that overtakes its JobSubmitted (no jobs document yet, "
-        "no upsert), then JobSubmitted inserts the job PENDING for ever (seed 28)"
-    ),
     "bookings_released": (
         "a job booking outlives its job in some faulty schedules (undiagnosed: see the report)"
     ),

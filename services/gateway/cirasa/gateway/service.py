@@ -12,7 +12,6 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +19,6 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from cirasa.common.events import (
-    TERMINAL_STATES,
     CancelRequested,
     FileDeleted,
     FileUploaded,
@@ -47,6 +45,7 @@ from cirasa.gateway.documents import FILES, JOBS, OFFERSETS, SESSIONS, USAGE, Jo
 from cirasa.gateway.idempotency import INDEXES as IDEMPOTENCY_INDEXES
 from cirasa.gateway.idempotency import Idempotency
 from cirasa.gateway.quotas import Quotas
+from cirasa.gateway.read_model import JobsReadModel
 from cirasa.gateway.reproposal import CHECK_INTERVAL_S, Reproposal
 from cirasa.gateway.uploads import ReceivedFile
 
@@ -80,6 +79,7 @@ class Gateway(Service):
         self.quotas = Quotas(self.db, self.settings.gateway.quotas)
         self.idempotency = Idempotency(self.db)
         self.reproposal = Reproposal(self.jobs, self.relay, self.quotas, self.name)
+        self.read_model = JobsReadModel(self.jobs, self.quotas)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
@@ -105,85 +105,22 @@ class Gateway(Service):
         self.bus.subscribe(JobSubmitted, self.on_job_submitted)
         self.bus.subscribe(UsageUpdated, self.on_usage_updated)
 
-    # --- read model -----------------------------------------------------------------------
+    # --- read model (gateway/read_model.py) -------------------------------------------------
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
         if ev.seq == 0 and ev.state is JobState.PENDING:  # the planner holds the job, still queued
             await self.reproposal.heard(ev.job_id, ev.status)
             return
-        changes: dict[str, Any] = {
-            "state": ev.state.value,
-            "status": ev.status,
-            "seq": ev.seq,
-            "exit_code": ev.exit_code,
-            "elapsed_time": round(ev.elapsed_s, 3),
-        }
-        if ev.platform:
-            changes["platform"] = ev.platform
-        if ev.started_at:
-            changes["start_date"] = ev.started_at.isoformat()
-        if ev.finished_at:
-            changes["end_date"] = ev.finished_at.isoformat()
-        applied = await self.jobs.update(
-            {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}},
-            {"$set": changes},
-        )
-        if applied and ev.state.is_terminal:  # this delivery ended the job: its quota slot frees
-            await self.quotas.give_back(ev.user, jobs=1)
+        await self.read_model.on_job_state_changed(ev)
         await self.broker.on_job_state_changed(ev)
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
-        """Jobs accepted through the ExecutionBroker API join the jobs read model (caesar ones are there)."""
         await self.broker.on_job_submitted(ev)
-        result = await self.jobs.raw.update_one(
-            {"_id": ev.job_id},
-            {
-                "$setOnInsert": {
-                    "job_id": ev.job_id,
-                    "user": ev.user,
-                    "app": ev.app,
-                    "job_inputs": ev.options,
-                    "data_inputs": ev.inputs[0].file_id if ev.inputs else "",
-                    "tag": "",
-                    "metadata": "",
-                    "submit_date": ev.occurred_at.isoformat(),
-                    "state": JobState.PENDING.value,
-                    "seq": 0,
-                    "status": f"Offer {ev.offer_id} accepted on platform {ev.platform}",
-                    "pid": "",
-                    "exit_code": -1,
-                    "elapsed_time": 0.0,
-                    "platform": ev.platform,
-                    "resources": ev.resources.model_dump(),
-                    "offer_start": ev.start.isoformat() if ev.start else None,
-                    "quote": (ev.start + timedelta(seconds=ev.resources.duration_s)).isoformat()
-                    if ev.start
-                    else None,
-                    "outbox": [],
-                }
-            },
-            upsert=True,
-        )
-        if result.upserted_id is not None:  # an accepted offer is a job under way: it counts
-            await self.quotas.count_job(ev.user)
+        await self.read_model.on_job_submitted(ev)
 
     async def on_offer_made(self, ev: OfferMade) -> None:
         await self.broker.on_offer_made(ev)
-        if ev.accepted and ev.platform:
-            await self.jobs.update(
-                {"_id": ev.correlation_id, "seq": 0},
-                {
-                    "$set": {
-                        "platform": ev.platform,
-                        "status": f"Offer accepted on platform {ev.platform}",
-                        "resources": ev.resources.model_dump() if ev.resources else None,
-                        "offer_start": ev.start.isoformat() if ev.start else None,
-                        "quote": (ev.start + timedelta(seconds=ev.resources.duration_s)).isoformat()
-                        if ev.start and ev.resources
-                        else None,
-                    }
-                },
-            )
+        await self.read_model.on_offer_made(ev)
 
     async def on_usage_updated(self, ev: UsageUpdated) -> None:
         await self.usage.raw.update_one(
