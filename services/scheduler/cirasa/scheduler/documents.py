@@ -28,11 +28,18 @@ class Dispatch(StoredDocument):
     platform: str | None = None
     backend: str | None = None
     submitted: JobSubmitted | None = None
-    not_before: datetime | None = None
+    not_before: datetime | None = None  # the booked start, or the next try after a transient error
     claimed_at: datetime | None = None
+    attempts: int = 0  # submits that ended in a transient error (the job may have started anyway)
     cancel_requested: bool = False
     backend_job_id: str | None = None
     error: str | None = None
     created_at: datetime | None = None
     dispatched_at: datetime | None = None
     outbox: list[dict[str, Any]] = []
+
+    @property
+    def maybe_started(self) -> bool:
+        """An earlier dispatcher claimed the job (as read before this claim) or its submit's answer
+        was lost: the backend may run it although nothing here says so."""
+        return self.claimed_at is not None or self.attempts > 0

@@ -11,7 +11,14 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
-from cirasa.backends.base import Backend, BackendUnavailable, JobSpec, TrackedJob
+from cirasa.backends.base import (
+    Backend,
+    BackendUnavailable,
+    DiscoveredJob,
+    Discovering,
+    JobSpec,
+    TrackedJob,
+)
 from cirasa.backends.factory import make_backend
 from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, as_utc, utcnow
 from cirasa.common.metrics import BACKEND_ERRORS
@@ -21,6 +28,7 @@ from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
 from cirasa.finders.registry import get_app
 from cirasa.scheduler.documents import DISPATCHES, WAITING, Dispatch
+from cirasa.scheduler.timing import MAX_ATTEMPTS, TRANSIENT, backoff, booked_wall_time, too_late
 
 CLAIM_TTL = timedelta(seconds=60)
 
@@ -54,12 +62,15 @@ class Scheduler(Service):
         doc = await self.dispatches.update_and_get(
             {"_id": ev.job_id},
             {
-                "$set": {"submitted": ev.model_dump(mode="json"), "not_before": not_before},
+                "$set": {
+                    "submitted": ev.model_dump(mode="json"),
+                    "not_before": not_before,
+                    "platform": ev.platform,  # also on a document a CancelRequested created
+                    "backend": ev.backend,
+                },
                 "$setOnInsert": {
                     "state": "SUBMITTING",
                     "user": ev.user,
-                    "platform": ev.platform,
-                    "backend": ev.backend,
                     "job_dir": str(job_dir_for(ev.user, ev.job_id)),
                     "cancel_requested": False,
                     "outbox": [],
@@ -69,7 +80,7 @@ class Scheduler(Service):
             upsert=True,
         )
         assert doc is not None  # upserted
-        if not_before <= utcnow() + timedelta(seconds=0.5) and await self._claim(ev.job_id):
+        if not_before <= utcnow() and await self._claim(ev.job_id):
             await self._dispatch(ev, doc)
         # otherwise the offer starts later (or another delivery is on it): dispatch_due starts it
 
@@ -96,18 +107,82 @@ class Scheduler(Service):
     async def _dispatch(self, ev: JobSubmitted, doc: Dispatch) -> None:
         if doc.state not in WAITING:
             return  # already dispatched (or failed) by an earlier delivery
+        now = utcnow()
+        wall_time = booked_wall_time(ev, now)
         if doc.cancel_requested:
-            await self._finish(ev, doc, error="Job canceled by user before it started", canceled=True)
+            await self._give_up(ev, doc, "Job canceled by user before it started", canceled=True)
             return
+        if wall_time < 1:  # never run outside the booking
+            await self._give_up(ev, doc, too_late(ev, now))
+            return
+        ev = ev.model_copy(update={"resources": ev.resources.model_copy(update={"duration_s": wall_time})})
         try:
             spec = self._spec(ev, PurePosixPath(doc.job_dir))
             backend = self.backend(ev.platform)
             backend_job_id = await asyncio.to_thread(backend.submit, spec)
-        except (BackendUnavailable, KeyError, ValueError, OSError) as exc:
+        except (BackendUnavailable, KeyError, ValueError) as exc:
             BACKEND_ERRORS.labels(ev.platform, "submit").inc()
             await self._finish(ev, doc, error=f"Job could not be started: {exc}")
             return
+        except TRANSIENT as exc:  # no verdict: the job may have started, and submit is idempotent
+            BACKEND_ERRORS.labels(ev.platform, "submit").inc()
+            await self._retry_later(ev, doc, exc)
+            return
         await self._finish(ev, doc, backend_job_id=backend_job_id)
+
+    async def _retry_later(self, ev: JobSubmitted, doc: Dispatch, exc: Exception) -> None:
+        """Release the claim; the due loop tries again after a back-off, MAX_ATTEMPTS times in all."""
+        attempts = doc.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            error = f"Job could not be started ({attempts} attempts): {exc}"
+            await self._give_up(ev, doc, error, retry=False)
+            return
+        self.log.warning("job.submit_retry", job_id=ev.job_id, attempts=attempts, error=repr(exc))
+        await self.dispatches.update(
+            {"_id": ev.job_id, "state": doc.state},
+            {
+                "$set": {"claimed_at": None, "not_before": utcnow() + backoff(attempts), "error": str(exc)},
+                "$inc": {"attempts": 1},
+            },
+        )
+
+    async def _give_up(
+        self, ev: JobSubmitted, doc: Dispatch, error: str, *, canceled: bool = False, retry: bool = True
+    ) -> None:
+        """Record that the job does not start here. One an earlier dispatcher may have started is
+        looked for on its backend first: found, it is recorded dispatched (the monitor follows it to
+        its real end; a pending cancel is sent); not found, it is canceled there (best effort)."""
+        if doc.maybe_started:
+            try:
+                found = await self._find_started(ev.platform, doc.id)
+            except TRANSIENT as exc:
+                if retry:
+                    await self._retry_later(ev, doc, exc)
+                    return
+                found = None
+            except (BackendUnavailable, KeyError) as exc:
+                self.log.warning("job.discover_failed", job_id=doc.id, error=repr(exc))
+                found = None
+            if found is not None:
+                await self._finish(ev, doc, backend_job_id=found.backend_job_id)
+                return
+            await self._cancel_quietly(ev, doc)
+        await self._finish(ev, doc, error=error, canceled=canceled)
+
+    async def _find_started(self, platform: str, job_id: str) -> DiscoveredJob | None:
+        """The job on its platform, if the backend can list our jobs and knows it."""
+        backend = self.backend(platform)
+        if not isinstance(backend, Discovering):
+            return None
+        found = await asyncio.to_thread(backend.discover)
+        return next((job for job in found if job.job_id == job_id), None)
+
+    async def _cancel_quietly(self, ev: JobSubmitted, doc: Dispatch) -> None:
+        """Stop a job an earlier dispatcher may have started (cancel is idempotent); best effort."""
+        try:
+            await self._cancel_backend(doc.model_copy(update={"platform": ev.platform}))
+        except Exception as exc:  # the backend is away or never heard of the job
+            self.log.warning("job.cancel_failed", job_id=doc.id, error=repr(exc))
 
     def _spec(self, ev: JobSubmitted, job_dir_rel: PurePosixPath) -> JobSpec:
         job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
