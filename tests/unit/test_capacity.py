@@ -93,3 +93,14 @@ async def test_book_is_idempotent_and_confirm_keeps_the_booking() -> None:
     assert (await book.state("p")).bookings[0].kind == "job"
     assert [b.holder for b in await book.release_job("job-1")] == ["x"]
     assert await book.release_job("job-1") == []
+
+
+async def test_confirm_shrinks_the_booking_to_the_job_and_never_grows_it() -> None:
+    platform = PlatformConfig(name="p", cores=4, memory_gib=4, max_duration_s=3600)
+    book = CapacityBook(store_database("cap3")["platforms"], [platform])
+    await book.sync_platforms()
+    assert await book.book("p", booking("x", 4, 0, 10))
+    assert await book.confirm("p", "x", "job-1", (at(2), at(12)))  # clipped to what was booked
+    (job,) = (await book.state("p")).bookings
+    assert (job.kind, job.start, job.end) == ("job", at(2), at(10))
+    assert await book.book("p", booking("y", 4, 0, 2))  # the capacity given back is free again

@@ -18,6 +18,13 @@ from cirasa.common.events import as_utc
 
 BookingKind = Literal["offer", "job"]
 
+DISPATCH_SLACK = timedelta(seconds=30)
+"""Added to the end of every booking for a job (and for an offer, which may become one): a job is
+dispatched a little after its start (the scheduler's loop, the runner starting it) and runs its whole
+duration from there, so its booking must outlast ``start + duration``. The scheduler stops a job at the
+end of its booking (``JobSubmitted.booked_until``), so a job later than this is cut short, never run
+over the next booking."""
+
 
 @dataclass(frozen=True)
 class Booking:

@@ -160,8 +160,11 @@ class CapacityBook:
                 removed += await self.release(name, holders)
         return removed
 
-    async def confirm(self, platform: str, holder: str, job_id: str) -> bool:
-        """Turn an offer's booking into a job's: it no longer expires."""
+    async def confirm(
+        self, platform: str, holder: str, job_id: str, within: tuple[datetime, datetime] | None = None
+    ) -> bool:
+        """Turn an offer's booking into a job's: it no longer expires, and it shrinks to ``within`` (the
+        job's interval; clipped to what was booked, so it always fits), the rest going back to others."""
         done = False
 
         def decide(state: PlatformState) -> Write | None:
@@ -171,7 +174,9 @@ class CapacityBook:
             if not mine or done:
                 return None
             b = mine[0]
-            job = Booking(b.holder, b.cores, b.memory_mib, b.start, b.end, "job", job_id, None, b.user)
+            start, end = (max(b.start, within[0]), min(b.end, within[1])) if within else (b.start, b.end)
+            end = max(start, end)  # an interval outside the booking leaves it empty, never negative
+            job = Booking(b.holder, b.cores, b.memory_mib, start, end, "job", job_id, None, b.user)
             update = {"$set": {"bookings.$": job.to_doc()}}  # the element matched by holder
             return update, [job if x.holder == holder else x for x in state.bookings]
 

@@ -1,7 +1,10 @@
-"""Decisions on offers: accepting one (its siblings are rejected, its booking becomes the job's),
-rejecting or cancelling one, and refusing a decision on an offer that is no longer OFFERED."""
+"""Decisions on offers: accepting one (its siblings are rejected, its booking becomes the job's and
+shrinks to where the job runs), rejecting or cancelling one, and refusing a decision on an offer that
+is no longer OFFERED."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from structlog.typing import FilteringBoundLogger
 
@@ -29,12 +32,13 @@ class Decisions:
         if doc is None or offer is None:
             self._log.warning("offer.unknown", offer_id=ev.offer_id)
             return
-        if offer.state == "OFFERED" and offer.expires_at <= utcnow():
+        now = utcnow()
+        if offer.state == "OFFERED" and offer.expires_at <= now:
             await self._expiry.expire_offers(doc, {ev.offer_id}, refused=ev)
         elif offer.state != "OFFERED":
             await self._refuse(doc, offer, ev)
         elif ev.decision == "ACCEPTED":
-            await self._accept(doc, offer, ev)
+            await self._accept(doc, offer, ev, now)
         else:
             await self._reject(doc, offer, ev)
 
@@ -57,15 +61,18 @@ class Decisions:
         if await self._proposals.cas(doc, [changed], state=closed_when_settled(offers), offers=offers):
             await self._capacity.release(offer.platform, {ev.offer_id})
 
-    async def _accept(self, doc: Proposal, offer: Offer, ev: OfferDecision) -> None:
-        """The accepted offer's id names the job; its OFFERED siblings are rejected and freed."""
+    async def _accept(self, doc: Proposal, offer: Offer, ev: OfferDecision, now: datetime) -> None:
+        """The accepted offer's id names the job, whose booking shrinks to where it runs (accepted
+        ``now``, before the offer expired); its OFFERED siblings are rejected and freed."""
         job_id = offer.offer_id
+        run = offer.run_interval(now)
+        accepted = offer.model_copy(update={"state": "ACCEPTED", "booked_until": run[1]})
         env = self._proposals.envelope(ev)
         offers: list[Offer] = []
         events: list[Event] = []
         for o in doc.offers:
             if o.offer_id == job_id:
-                offers.append(o.model_copy(update={"state": "ACCEPTED"}))
+                offers.append(accepted)
                 events.append(OfferStateChanged(**env, offer_id=job_id, state="ACCEPTED", job_id=job_id))
             elif o.state == "OFFERED":
                 offers.append(o.model_copy(update={"state": "REJECTED"}))
@@ -76,10 +83,10 @@ class Decisions:
                 )
             else:
                 offers.append(o)
-        events.append(self._proposals.job_submitted(doc.task, job_id, offer, cause=ev))
+        events.append(self._proposals.job_submitted(doc.task, job_id, accepted, cause=ev))
         if not await self._proposals.cas(doc, events, state="ACCEPTED", offers=offers):
             return
-        await self._capacity.confirm(offer.platform, job_id, job_id)
+        await self._capacity.confirm(offer.platform, job_id, job_id, run)
         for o in offers:
             if o.state == "REJECTED" and o.offer_id != job_id:
                 await self._capacity.release(o.platform, {o.offer_id})

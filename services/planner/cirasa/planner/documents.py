@@ -20,7 +20,7 @@ from pymongo import ASCENDING, IndexModel
 from cirasa.common.events import OfferPhase, ResourceRequest, Resources, TaskProposed, as_utc
 from cirasa.common.store import Document
 from cirasa.common.store.documents import StoredDocument
-from cirasa.planner.calendar import Booking
+from cirasa.planner.calendar import DISPATCH_SLACK, Booking
 
 PROPOSALS = "proposals"
 PLATFORMS = "platforms"
@@ -39,7 +39,13 @@ ProposalState = Literal["NEW", "NO", "WAITING", "OFFERED", "ACCEPTED", "CLOSED",
 
 
 class Offer(BaseModel):
-    """An offer as its proposal keeps it; ``offer_id`` also holds its booking (and names its job)."""
+    """An offer as its proposal keeps it; ``offer_id`` also holds its booking (and names its job).
+
+    ``[start, end)`` is the job's own interval (its duration and the platform's usual start delay), as
+    offered; its booking runs on to ``booked_until``: the ``DISPATCH_SLACK`` and, until the offer is
+    accepted, its time to live (an offer accepted late runs late). On accept the booking shrinks to the
+    job's real interval (:meth:`run_interval`). Offers stored without ``booked_until`` booked ``end``.
+    """
 
     offer_id: str
     platform: str
@@ -51,9 +57,22 @@ class Offer(BaseModel):
     expires_at: UtcDatetime
     state: OfferPhase
     description: str
+    booked_until: UtcDatetime | None = None
 
     def resources(self, duration_s: int) -> Resources:
         return Resources(cores=self.cores, memory_gib=self.memory_mib / 1024, duration_s=duration_s)
+
+    @property
+    def held_until(self) -> datetime:
+        """The end of the offer's booking."""
+        return self.booked_until or self.end
+
+    def run_interval(self, accepted_at: datetime) -> tuple[datetime, datetime]:
+        """Where the job runs when the offer is accepted at ``accepted_at`` (before it expires): from
+        its start, or the accept if later, for its length and the ``DISPATCH_SLACK``. It lies inside
+        the offer's booking, which covers a late accept."""
+        start = max(self.start, accepted_at)
+        return start, start + (self.end - self.start) + DISPATCH_SLACK
 
 
 class Proposal(StoredDocument):

@@ -65,7 +65,7 @@ class Expiry:
         for holder in stale:
             owner = await self._proposals.by_offer(holder)
             offer = owner.offer(holder) if owner else None
-            if offer is not None and offer.state == "ACCEPTED":
-                await self._capacity.confirm(platform, holder, holder)
+            if offer is not None and offer.state == "ACCEPTED":  # to the interval the job was told
+                await self._capacity.confirm(platform, holder, holder, (offer.start, offer.held_until))
             else:
                 await self._capacity.release(platform, {holder})

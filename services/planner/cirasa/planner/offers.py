@@ -1,6 +1,8 @@
 """Offers: where and when a task fits, booking what is offered, and the answer (offers, or a NO).
 
-Every offer books what it offers, over its interval, until it is accepted, rejected or expired.
+Every offer books what it offers until it is accepted, rejected or expired: over its interval, and on
+for as long as it may still be accepted (its time to live) and the ``DISPATCH_SLACK``, so the job runs
+inside the booking even when accepted late (see ``documents.Offer``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from cirasa.common.events import (
     utcnow,
 )
 from cirasa.common.settings import PlatformConfig
-from cirasa.planner.calendar import Booking, free_at
+from cirasa.planner.calendar import DISPATCH_SLACK, Booking, free_at
 from cirasa.planner.capacity import CapacityBook, mib
 from cirasa.planner.documents import Offer, Proposal
 from cirasa.planner.fit import Fit, no_reasons_summary
@@ -51,7 +53,13 @@ class Candidate:
     description: str
 
     def offer(
-        self, offer_id: str, end: datetime, expires: datetime, state: OfferPhase, description: str
+        self,
+        offer_id: str,
+        end: datetime,
+        expires: datetime,
+        state: OfferPhase,
+        description: str,
+        booked_until: datetime,
     ) -> Offer:
         return Offer(
             offer_id=offer_id,
@@ -64,6 +72,7 @@ class Candidate:
             expires_at=expires,
             state=state,
             description=description,
+            booked_until=booked_until,
         )
 
 
@@ -107,7 +116,7 @@ class Offers:
         slack: timedelta = timedelta(0),
     ) -> list[Candidate]:
         """The earliest start with as much as fits there; then, if that is less than asked, more cores
-        later. ``slack`` lengthens the booking by how late jobs usually start on this platform."""
+        later. ``slack`` is how much longer than the task's duration the booking will be."""
         state = await self._capacity.state(platform.name)
         req, duration = task.resources, timedelta(seconds=task.resources.duration_s) + slack
         min_mib, max_mib = mib(req.min_memory_gib), mib(req.max_memory_gib)
@@ -172,34 +181,37 @@ class Offers:
     ) -> list[Offer] | None:
         """The offers booked on ``platform`` (None: no slot in the window at all)."""
         delay = await self._start_delay(platform.name)  # jobs here tend to start this late
-        found = await self.candidates(task, platform, span, alternatives=True, slack=delay)
+        duration = timedelta(seconds=task.resources.duration_s)
+        ttl = timedelta(seconds=platform.offer_ttl_s)
+        # accepted by ``expires`` (<= start + ttl), the job runs inside [start, start + held)
+        held = duration + delay + ttl + DISPATCH_SLACK
+        found = await self.candidates(task, platform, span, alternatives=True, slack=held - duration)
         if not found:
             return None
-        found = await self._within_share(task, platform, found, delay)
-        duration = timedelta(seconds=task.resources.duration_s)
-        expires = now + timedelta(seconds=platform.offer_ttl_s)
+        found = await self._within_share(task, platform, found, held)
+        expires = now + ttl
         note = f"; jobs here start {delay.total_seconds():g} s late on average" if delay else ""
         offers: list[Offer] = []
         for variant, cand in enumerate(found):
             offer_id = offer_id_for(pid, platform.name, variant)
-            end = cand.start + duration + delay
+            end, until = cand.start + duration + delay, cand.start + held
             booking = Booking(
-                offer_id, cand.cores, cand.memory_mib, cand.start, end, "offer", None, expires, task.user
+                offer_id, cand.cores, cand.memory_mib, cand.start, until, "offer", None, expires, task.user
             )
             if await self._capacity.book(platform.name, booking):
-                offers.append(cand.offer(offer_id, end, expires, "OFFERED", cand.description + note))
+                offers.append(cand.offer(offer_id, end, expires, "OFFERED", cand.description + note, until))
         return offers
 
     async def _within_share(
-        self, task: TaskProposed, platform: PlatformConfig, found: list[Candidate], delay: timedelta
+        self, task: TaskProposed, platform: PlatformConfig, found: list[Candidate], held: timedelta
     ) -> list[Candidate]:
-        """The candidates cut to what the user's share of the platform leaves room for."""
+        """The candidates cut to what the user's share of the platform leaves room for over the ``held``
+        their bookings will last."""
         state = await self._capacity.state(platform.name)
-        duration = timedelta(seconds=task.resources.duration_s) + delay
         kept: list[Candidate] = []
         room = (0, 0)
         for cand in found:
-            room = self._capacity.offer_room(state, task.user, cand.start, cand.start + duration)
+            room = self._capacity.offer_room(state, task.user, cand.start, cand.start + held)
             if room[0] >= task.resources.min_cores and room[1] >= mib(task.resources.min_memory_gib):
                 kept.append(
                     replace(cand, cores=min(cand.cores, room[0]), memory_mib=min(cand.memory_mib, room[1]))

@@ -92,6 +92,8 @@ class Proposals:
     def job_submitted(
         self, task: TaskProposed, job_id: str, offer: Offer, cause: Event | None = None
     ) -> JobSubmitted:
+        """Run ``task`` as ``job_id`` on the accepted ``offer``: not before its start, and not past the
+        end of its booking (the scheduler cuts the job there)."""
         return JobSubmitted(
             **self.envelope(cause or task),
             job_id=job_id,
@@ -103,6 +105,7 @@ class Proposals:
             options=task.options,
             inputs=task.inputs,
             start=offer.start,
+            booked_until=offer.held_until,
             image=task.image,
             command=task.command,
         )

@@ -40,14 +40,14 @@ async def restore_bookings(capacity: CapacityBook, proposals: Proposals, log: Fi
 
 def _booking_of(doc: Proposal, offer: Offer) -> Booking | None:
     """What ``offer`` holds, as :mod:`offers`, :mod:`waiting` and :mod:`decisions` booked it."""
-    now = utcnow()
-    if offer.end <= now:
+    now, end = utcnow(), offer.held_until  # the booking outlasts the offer's own interval
+    if end <= now:
         return None
     user = doc.task.user
     if offer.state == "ACCEPTED" and doc.state in ("PLACED", "ACCEPTED"):
         job_id = doc.id if doc.state == "PLACED" else offer.offer_id
         return Booking(
-            offer.offer_id, offer.cores, offer.memory_mib, offer.start, offer.end, "job", job_id, user=user
+            offer.offer_id, offer.cores, offer.memory_mib, offer.start, end, "job", job_id, user=user
         )
     if offer.state == "OFFERED" and offer.expires_at > now:
         return Booking(
@@ -55,7 +55,7 @@ def _booking_of(doc: Proposal, offer: Offer) -> Booking | None:
             offer.cores,
             offer.memory_mib,
             offer.start,
-            offer.end,
+            end,
             "offer",
             None,
             offer.expires_at,

@@ -12,9 +12,9 @@ from structlog.typing import FilteringBoundLogger
 
 from cirasa.common.events import CancelRequested, Event, JobState, JobStateChanged, utcnow
 from cirasa.common.settings import PlatformConfig
-from cirasa.planner.calendar import Booking, free_at
+from cirasa.planner.calendar import DISPATCH_SLACK, Booking, free_at
 from cirasa.planner.capacity import CapacityBook, mib
-from cirasa.planner.documents import WAITING_FIELDS, Proposal, WaitingProposal
+from cirasa.planner.documents import WAITING_FIELDS, Offer, Proposal, WaitingProposal
 from cirasa.planner.fit import static_fit
 from cirasa.planner.offers import Offers, offer_id_for, offer_made, start_window
 from cirasa.planner.proposals import Proposals
@@ -43,7 +43,8 @@ class Waiting:
         await self.place(doc.id)
 
     async def place(self, pid: str) -> bool:
-        """Book capacity from now for a waiting auto-accepted task, and submit it."""
+        """Book capacity from now for a waiting auto-accepted task, and submit it: its duration and the
+        ``DISPATCH_SLACK``, the end of which the job is told (``JobSubmitted.booked_until``)."""
         doc = await self._proposals.docs.get(pid)
         if doc is None or doc.state != "WAITING":
             return False
@@ -53,23 +54,38 @@ class Waiting:
         duration = timedelta(seconds=task.resources.duration_s)
         platforms = [p for p in self._platforms if static_fit(task, p).ok]
         for platform in sorted(platforms, key=lambda p: -p.cores):
-            for cand in await self._offers.candidates(task, platform, (start, start), alternatives=False):
+            found = await self._offers.candidates(
+                task, platform, (start, start), alternatives=False, slack=DISPATCH_SLACK
+            )
+            for cand in found:
                 offer_id = offer_id_for(pid, platform.name)
                 end = cand.start + duration
+                until = end + DISPATCH_SLACK
                 booking = Booking(
-                    offer_id, cand.cores, cand.memory_mib, cand.start, end, "job", pid, user=task.user
+                    offer_id, cand.cores, cand.memory_mib, cand.start, until, "job", pid, user=task.user
                 )
                 if not await self._capacity.book(platform.name, booking):
                     continue
-                offer = cand.offer(offer_id, end, now, "ACCEPTED", "auto-accepted")
+                offer = cand.offer(offer_id, end, now, "ACCEPTED", "auto-accepted", until)
                 events: list[Event] = [
                     offer_made(self._proposals.envelope(task), task, offer),
                     self._proposals.job_submitted(task, pid, offer),
                 ]
-                if await self._proposals.cas(doc, events, state="PLACED", offers=[offer]):
-                    return True
-                await self._capacity.release(platform.name, {offer_id})  # cancelled meanwhile
-                return False
+                return await self._submit(doc, events, offer)
+        return False
+
+    async def _submit(self, doc: Proposal, events: list[Event], offer: Offer) -> bool:
+        """Mark the proposal PLACED with ``offer`` and its events; True when this call did. Another
+        ``place`` of the same task (the drain racing a delivery) books under the same holder: when the
+        proposal ends up holding ``offer`` its booking stays, else (cancelled meanwhile, or placed on
+        another platform) it is freed."""
+        current: Proposal | None = doc
+        while current is not None and current.state == "WAITING":
+            if await self._proposals.cas(current, events, state="PLACED", offers=[offer]):
+                return True
+            current = await self._proposals.docs.get(doc.id)
+        if current is None or current.offer(offer.offer_id) is None:
+            await self._capacity.release(offer.platform, {offer.offer_id})
         return False
 
     async def drain(self) -> None:
