@@ -104,3 +104,14 @@ async def test_confirm_shrinks_the_booking_to_the_job_and_never_grows_it() -> No
     (job,) = (await book.state("p")).bookings
     assert (job.kind, job.start, job.end) == ("job", at(2), at(10))
     assert await book.book("p", booking("y", 4, 0, 2))  # the capacity given back is free again
+
+
+async def test_an_ended_job_frees_its_accepted_offer_even_unconfirmed() -> None:
+    """A crash between an accept and its confirm leaves the booking an offer's: the job's end frees it
+    all the same (an accepted offer's id names its job). Found by the simulation (seed 151)."""
+    platform = PlatformConfig(name="p", cores=2, memory_gib=2, max_duration_s=600)
+    book = CapacityBook(store_database("cap3")["platforms"], [platform])
+    await book.sync_platforms()
+    assert await book.book("p", booking("offer-1", 1, 0, 10))
+    assert [b.holder for b in await book.release_job("offer-1")] == ["offer-1"]
+    assert (await book.state("p")).bookings == []

@@ -152,10 +152,13 @@ class CapacityBook:
         return removed if await self._change(platform, decide) else []
 
     async def release_job(self, job_id: str) -> list[Booking]:
-        """Remove every booking of a job, on whichever platform; a no-op when there is none."""
+        """Remove every booking of a job, on whichever platform; a no-op when there is none. An accepted
+        offer names its job, so its booking goes too even if it was never confirmed as the job's
+        (a crash between the accept and the confirm; found by the simulation)."""
         removed: list[Booking] = []
         for name in self.platforms:
-            holders = {b.holder for b in (await self.state(name)).bookings if b.job_id == job_id}
+            bookings = (await self.state(name)).bookings
+            holders = {b.holder for b in bookings if job_id in (b.job_id, b.holder)}
             if holders:
                 removed += await self.release(name, holders)
         return removed

@@ -65,7 +65,8 @@ class Expiry:
         for holder in stale:
             owner = await self._proposals.by_offer(holder)
             offer = owner.offer(holder) if owner else None
-            if offer is not None and offer.state == "ACCEPTED":  # to the interval the job was told
+            running = owner is not None and owner.state == "ACCEPTED"  # DONE: its job has ended
+            if offer is not None and offer.state == "ACCEPTED" and running:  # to the interval it was told
                 await self._capacity.confirm(platform, holder, holder, (offer.start, offer.held_until))
             else:
                 await self._capacity.release(platform, {holder})

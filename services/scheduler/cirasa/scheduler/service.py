@@ -318,5 +318,8 @@ class Scheduler(Service):
         if doc.platform is None:
             return  # never submitted, so never started
         job = TrackedJob(doc.id, doc.backend_job_id, resolve_under(self.settings.jobs_dir, doc.job_dir))
-        await asyncio.to_thread(self.backend(doc.platform).cancel, job)
+        try:
+            await asyncio.to_thread(self.backend(doc.platform).cancel, job)
+        except TRANSIENT as exc:  # the backend is away: the cancel waits for it, it is no poison message
+            raise ConnectionError(f"platform {doc.platform} did not take the cancel: {exc}") from exc
         self.log.info("job.cancel_sent", job_id=doc.id)
