@@ -52,6 +52,21 @@ MUTANTS = (
         ("tests/integration/test_bus_failures.py",),
     ),
     Mutant(
+        "no outbox flush before the 202 (the sweep would publish it a second later)",
+        "services/gateway/cirasa/gateway/service.py",
+        "await self.relay.flush(self.jobs.raw, job_id)  # if the broker is away, the sweep publishes it",
+        "pass",
+        ("tests/integration/test_guarantees.py::test_the_202_comes_after_the_proposal_is_published",),
+    ),
+    Mutant(
+        "acked before the handler ran",
+        "libs/common/cirasa/common/bus/rabbit.py",
+        'outcome = await self.consume(sub, msg.body, msg.raw_message.routing_key or "")',
+        "await msg.ack()\n            "
+        'outcome = await self.consume(sub, msg.body, msg.raw_message.routing_key or "")',
+        ("tests/integration/test_bus_failures.py",),
+    ),
+    Mutant(
         "inbox removed",
         "libs/common/cirasa/common/bus/base.py",
         "if self.inbox is not None and await self.inbox.seen(sub.queue, event.event_id):",
