@@ -13,7 +13,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from cirasa.common.bus import Bus, MemoryBroker, MemoryBus, RabbitBus
+from cirasa.common.bus import Bus
 from cirasa.common.events import (
     FileUploaded,
     JobState,
@@ -24,44 +24,26 @@ from cirasa.common.events import (
     utcnow,
 )
 from cirasa.common.outbox import outbox_entries
-from cirasa.common.store import Inbox
-from cirasa.common.store.memory import memory_client
+from tests.buses import an_event, an_inbox, recording_bus, stop_and_remove
 from tests.conftest import AMQP_URL, API, Stack, wait_for
-from tests.integration.test_bus_failures import remove_topology
 
 
 @pytest.fixture
 async def buses() -> AsyncIterator[list[Bus]]:
     made: list[Bus] = []
     yield made
-    for bus in made:
-        await bus.stop()
-        if isinstance(bus, RabbitBus):
-            await remove_topology(bus)
-
-
-def a_bus(kind: str, made: list[Bus]) -> Bus:
-    exchange = f"test.{uuid.uuid4().hex[:10]}"
-    inbox = Inbox(memory_client()[f"inbox{uuid.uuid4().hex[:8]}"])
-    bus: Bus = (
-        MemoryBus("svc", MemoryBroker(), exchange, inbox)
-        if kind == "memory"
-        else RabbitBus("svc", AMQP_URL, exchange, inbox)
-    )
-    made.append(bus)
-    return bus
+    await stop_and_remove(made)
 
 
 @pytest.mark.rabbitmq
 async def test_publish_returns_only_once_the_broker_has_the_event(buses: list[Bus]) -> None:
     """Publisher confirms: a publish the broker refuses (its exchange is gone) must fail, not vanish."""
-    bus = a_bus("rabbit", buses)
-    await bus.start()
+    bus, _ = await recording_bus("rabbit", an_inbox(), buses)
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
         await channel.exchange_delete(bus.exchange)
-    event = FileUploaded(producer="t", correlation_id="f", user="u", file_id="f", size_bytes=1)
+    event = an_event()
     with pytest.raises(Exception):  # noqa: B017 -- whichever error aio-pika raises for the nack
         await asyncio.wait_for(bus.publish(event), timeout=10)
 
@@ -69,15 +51,8 @@ async def test_publish_returns_only_once_the_broker_has_the_event(buses: list[Bu
 @pytest.mark.parametrize("kind", ["memory", pytest.param("rabbit", marks=pytest.mark.rabbitmq)])
 async def test_a_duplicate_delivery_reaches_the_handler_once(kind: str, buses: list[Bus]) -> None:
     """The inbox: the same event delivered twice (a lost ack, a republish) has one effect."""
-    bus = a_bus(kind, buses)
-    handled: list[str] = []
-
-    async def handler(ev: Any) -> None:
-        handled.append(ev.event_id)
-
-    bus.subscribe(FileUploaded, handler)
-    await bus.start()
-    event = FileUploaded(producer="t", correlation_id="f", user="u", file_id="f", size_bytes=1)
+    bus, handled = await recording_bus(kind, an_inbox(), buses)
+    event = an_event()
     await bus.publish(event)
     await wait_for(lambda: _handled(handled), 20, "the first delivery")
     await bus.publish(event)
