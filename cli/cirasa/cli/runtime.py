@@ -77,4 +77,9 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
 def run(names: Sequence[str], settings: Settings, memory: bool) -> None:
     broker = MemoryBroker() if memory else None
     services = [build_service(n, settings, broker) for n in names]
-    asyncio.run(serve(services, settings))
+    try:
+        import uvloop  # libuv's event loop: the HTTP and AMQP paths spend less CPU per message
+    except ImportError:  # pragma: no cover - a platform without uvloop wheels
+        asyncio.run(serve(services, settings))
+    else:
+        uvloop.run(serve(services, settings))
