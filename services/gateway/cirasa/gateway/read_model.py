@@ -16,6 +16,8 @@ from cirasa.common.store.documents import Documents
 from cirasa.gateway.documents import Job
 from cirasa.gateway.quotas import Quotas
 
+EARLY = "early"  # made by a state change before its JobSubmitted: what the job is comes later
+
 
 def newer_than(ev: JobStateChanged) -> dict[str, Any]:
     """The job, if ``ev`` is newer than what it holds and it has not ended (terminal states are sinks)."""
@@ -53,6 +55,7 @@ class JobsReadModel:
         if await self.jobs.raw.find_one({"_id": ev.job_id}, {"_id": 1}) is not None:
             return False  # the job is there: this change was stale, or the job is already final
         early: dict[str, Any] = {"_id": ev.job_id, "job_id": ev.job_id, "user": ev.user, "app": ev.app or ""}
+        early[EARLY] = True
         early |= {
             "submit_date": ev.occurred_at.isoformat(),
             "tag": "",
@@ -68,42 +71,42 @@ class JobsReadModel:
         return True
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
-        """Jobs accepted through the ExecutionBroker API join the jobs read model (caesar ones are there)."""
+        """Jobs accepted through the ExecutionBroker API join the jobs read model (caesar ones are
+        there already, with what the user sent, which stays as it is)."""
+        what = {
+            "app": ev.app,
+            "job_inputs": ev.options,
+            "data_inputs": ev.inputs[0].file_id if ev.inputs else "",
+            "submit_date": ev.occurred_at.isoformat(),
+            "resources": ev.resources.model_dump(),
+            "offer_start": ev.start.isoformat() if ev.start else None,
+            "quote": (ev.start + timedelta(seconds=ev.resources.duration_s)).isoformat()
+            if ev.start
+            else None,
+        }
+        where = {
+            "job_id": ev.job_id,
+            "user": ev.user,
+            "tag": "",
+            "metadata": "",
+            "state": JobState.PENDING.value,
+            "seq": 0,
+            "status": f"Offer {ev.offer_id} accepted on platform {ev.platform}",
+            "pid": "",
+            "exit_code": -1,
+            "elapsed_time": 0.0,
+            "platform": ev.platform,
+            "outbox": [],
+        }
         result = await self.jobs.raw.update_one(
-            {"_id": ev.job_id},
-            {
-                # what the job is: also on a document an early state change made (caesar jobs have it)
-                "$set": {
-                    "app": ev.app,
-                    "job_inputs": ev.options,
-                    "data_inputs": ev.inputs[0].file_id if ev.inputs else "",
-                    "submit_date": ev.occurred_at.isoformat(),
-                    "resources": ev.resources.model_dump(),
-                    "offer_start": ev.start.isoformat() if ev.start else None,
-                    "quote": (ev.start + timedelta(seconds=ev.resources.duration_s)).isoformat()
-                    if ev.start
-                    else None,
-                },
-                # where it stands: never over what a state change already said
-                "$setOnInsert": {
-                    "job_id": ev.job_id,
-                    "user": ev.user,
-                    "tag": "",
-                    "metadata": "",
-                    "state": JobState.PENDING.value,
-                    "seq": 0,
-                    "status": f"Offer {ev.offer_id} accepted on platform {ev.platform}",
-                    "pid": "",
-                    "exit_code": -1,
-                    "elapsed_time": 0.0,
-                    "platform": ev.platform,
-                    "outbox": [],
-                },
-            },
-            upsert=True,
+            {"_id": ev.job_id}, {"$setOnInsert": what | where}, upsert=True
         )
         if result.upserted_id is not None:  # an accepted offer is a job under way: it counts
             await self.quotas.count_job(ev.user)
+        else:  # a document an early state change made learns what the job is, and keeps its state
+            await self.jobs.raw.update_one(
+                {"_id": ev.job_id, EARLY: True}, {"$set": what, "$unset": {EARLY: ""}}
+            )
 
     async def on_offer_made(self, ev: OfferMade) -> None:
         """An auto-accepted job learns where and when it runs."""

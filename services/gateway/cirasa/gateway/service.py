@@ -52,7 +52,7 @@ from cirasa.gateway.uploads import ReceivedFile
 # What the caesar listings leave out of a stored document.
 HIDDEN = {
     "_id": 0, "outbox": 0, "relpath": 0, "user": 0, "deleted": 0, "seq": 0,
-    "proposal": 0, "checked_at": 0, "reproposed": 0,
+    "proposal": 0, "checked_at": 0, "reproposed": 0, "early": 0,
 }  # fmt: skip
 
 
