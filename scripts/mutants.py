@@ -102,10 +102,11 @@ MUTANTS = (
         ("tests/unit/test_local_backend.py::test_start_is_idempotent",),
     ),
     Mutant(
-        "scheduler claim removed",
+        "scheduler claim removed (every dispatcher may start the job)",
         "services/scheduler/cirasa/scheduler/service.py",
-        '"$or": [{"claimed_at": None}, {"claimed_at": {"$lt": now - CLAIM_TTL}}],',
-        "",
+        'left by a crash lapses after CLAIM_TTL and the due loop takes the job up again."""',
+        'left by a crash lapses after CLAIM_TTL and the due loop takes the job up again."""\n'
+        "        return True",
         ("tests/unit/test_scheduler_claims.py",),
     ),
 )
