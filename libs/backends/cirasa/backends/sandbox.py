@@ -43,8 +43,8 @@ CACHE_DIRS = ("/tmp/matplotlib", "/tmp/cache", "/tmp/config")  # in the sandbox'
 PASSED_ENV = ("LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-class SandboxUnavailable(RuntimeError):
-    """bubblewrap is missing or cannot make namespaces on this host."""
+class SandboxUnavailable(OSError):
+    """bubblewrap is missing: an OSError, so the runner records the job as one that could not start."""
 
 
 @dataclass(frozen=True)
