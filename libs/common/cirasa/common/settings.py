@@ -91,6 +91,12 @@ class GatewaySettings(BaseModel):
     auto_accept: bool = True
     auth: AuthSettings = Field(default_factory=AuthSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    repropose_after_s: float = Field(
+        120.0, gt=0, description="a pending job with no answer this long is proposed again"
+    )
+    repropose_attempts: int = Field(
+        5, ge=0, description="proposals sent again before such a job is aborted with a reason"
+    )
 
 
 class HttpLimits(BaseModel):

@@ -29,8 +29,6 @@ from cirasa.common.store.documents import Documents
 from cirasa.gateway.documents import Job
 from cirasa.gateway.quotas import Quotas
 
-REPROPOSE_AFTER_S = 120.0
-MAX_REPROPOSALS = 5
 CHECK_INTERVAL_S = 10.0
 
 
@@ -41,8 +39,8 @@ class Reproposal:
         relay: OutboxRelay,
         quotas: Quotas,
         producer: str,
-        after_s: float = REPROPOSE_AFTER_S,
-        attempts: int = MAX_REPROPOSALS,
+        after_s: float,
+        attempts: int,
     ) -> None:
         self._jobs = jobs
         self._relay = relay

@@ -78,7 +78,15 @@ class Gateway(Service):
         self.broker = BrokerState(self.db, self.name)
         self.quotas = Quotas(self.db, self.settings.gateway.quotas)
         self.idempotency = Idempotency(self.db)
-        self.reproposal = Reproposal(self.jobs, self.relay, self.quotas, self.name)
+        gateway = self.settings.gateway
+        self.reproposal = Reproposal(
+            self.jobs,
+            self.relay,
+            self.quotas,
+            self.name,
+            gateway.repropose_after_s,
+            gateway.repropose_attempts,
+        )
         self.read_model = JobsReadModel(self.jobs, self.quotas)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
