@@ -44,7 +44,7 @@ from typing import Any
 import aio_pika
 import httpx
 
-from cirasa.cli.launcher import ProcessStack, free_port, stack_env
+from cirasa.cli.launcher import ProcessStack, free_port, stack_env, wait_http
 from cirasa.cli.runtime import SERVICES
 from cirasa.common.events import EVENT_TYPES
 
@@ -117,21 +117,6 @@ def beam_pids() -> list[int]:
 
 def snapshot(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu for name, pid in pids.items() if (cpu := cpu_seconds(pid)) is not None}
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} not ready after {timeout_s:g} s")
-        time.sleep(0.1)
 
 
 # --- RabbitMQ topology ------------------------------------------------------------------------
@@ -247,7 +232,7 @@ class Harness:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/healthz", proc)
+        wait_http(url + "/healthz", proc, 60)
         return Target("bare", url, {"bare": proc.pid}, exchange, None, data_inputs=str(uuid.uuid4()))
 
     def stop_all(self) -> None:

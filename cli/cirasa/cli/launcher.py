@@ -59,20 +59,9 @@ class ProcessStack:
     def wait_ready(self, names: tuple[str, ...], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         for name in names:
-            while True:
-                proc = self.processes[name]
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{name} exited with {proc.returncode}; see {self.workdir / (name + '.log')}"
-                    )
-                try:
-                    if httpx.get(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} not ready after {timeout_s:g} s")
-                time.sleep(0.1)
+            url = f"http://127.0.0.1:{self.ports[name]}/readyz"
+            what = f"{name} (see {self.workdir / (name + '.log')})"
+            wait_http(url, self.processes[name], max(deadline - time.monotonic(), 0.0), what)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.processes.pop(name)
@@ -110,3 +99,20 @@ def stack_env(
         "CIRASA_LOG_LEVEL": "INFO",
         **(extra or {}),
     }
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float, what: str = "") -> None:
+    """Until ``url`` answers 200; fails at once if ``proc`` exits, and after ``timeout_s``."""
+    what = what or url
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout_s:g} s")
+        time.sleep(0.1)
