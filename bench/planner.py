@@ -28,6 +28,7 @@ from cirasa.common.events import OfferMade, ResourceRequest, TaskProposed, utcno
 from cirasa.common.logs import configure_logging
 from cirasa.common.settings import PlatformConfig, Settings
 from cirasa.planner.calendar import Booking
+from cirasa.planner.ledger import stored_bookings
 from cirasa.planner.service import Planner
 
 PLATFORMS = [
@@ -43,8 +44,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def seed(planner: Planner, live: int, rng: random.Random) -> None:
+    """``live`` bookings committed as one change per platform (as a restore would write them)."""
     now = utcnow()
-    per_platform: dict[str, list[dict[str, object]]] = {p.name: [] for p in PLATFORMS}
+    per_platform: dict[str, list[Booking]] = {p.name: [] for p in PLATFORMS}
     for i in range(live):
         platform = PLATFORMS[i % len(PLATFORMS)]
         start = now + timedelta(minutes=rng.uniform(-60, 7 * 24 * 60))
@@ -58,11 +60,9 @@ async def seed(planner: Planner, live: int, rng: random.Random) -> None:
             "job",
             f"seed-{i}",
         )
-        per_platform[platform.name].append(booking.to_doc())
-    for name, docs in per_platform.items():
-        await planner.db["platforms"].update_one(
-            {"_id": name}, {"$set": {"bookings": docs}, "$inc": {"version": 1}}
-        )
+        per_platform[platform.name].append(booking)
+    for name, bookings in per_platform.items():
+        await planner.capacity.restore(name, bookings)
 
 
 async def run(args: argparse.Namespace) -> dict[str, float]:
@@ -120,7 +120,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     await tap.stop()
     await planner.stop()
     latencies = [answered[k] - t for k, t in sent.items() if k in answered]
-    bookings = sum(len(d["bookings"]) for d in await planner.db["platforms"].find({}).to_list())
+    bookings = sum([len(await stored_bookings(planner.db, p.name)) for p in PLATFORMS])
     return {
         "live_bookings_at_start": args.live,
         "bookings_at_end": bookings,

@@ -54,7 +54,7 @@ MUTANTS = (
     Mutant(
         "no outbox flush before the 202 (the sweep would publish it a second later)",
         "services/gateway/cirasa/gateway/service.py",
-        "await self.relay.flush(self.jobs.raw, job_id)  # if the broker is away, the sweep publishes it",
+        "await self.relay.flush(self.jobs.raw, job_id, queued.entries)  # if the broker is away: the sweep",
         "pass",
         ("tests/integration/test_guarantees.py::test_the_202_comes_after_the_proposal_is_published",),
     ),
@@ -81,11 +81,45 @@ MUTANTS = (
         ("tests/integration/test_guarantees.py::test_the_sweep_publishes_what_a_crash_left_in_an_outbox",),
     ),
     Mutant(
+        "outbox entries not claimed by their write (the sweep may publish what a request is publishing)",
+        "libs/common/cirasa/common/outbox.py",
+        'entries = [{**entry, "claimed_at": now} for entry in _entries(events, now)]',
+        "entries = _entries(events, now)",
+        ("tests/integration/test_outbox.py::test_the_sweep_leaves_what_a_live_request_is_publishing",),
+    ),
+    Mutant(
+        "seq guard removed from accounting's jobs",
+        "services/accounting/cirasa/accounting/service.py",
+        '{"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": _TERMINAL}},',
+        '{"_id": ev.job_id},',
+        (
+            "tests/integration/test_accounting.py::"
+            "test_each_event_is_one_store_write_and_stale_ones_change_nothing",
+        ),
+    ),
+    Mutant(
+        "accounting forgets who was dirty when it restarts (no recount of every user)",
+        "services/accounting/cirasa/accounting/service.py",
+        "self._dirty |= known | {ALL_USERS} if known else set()",
+        "pass",
+        (
+            "tests/integration/test_accounting.py::"
+            "test_usage_is_published_once_per_user_and_round_and_again_after_a_restart",
+        ),
+    ),
+    Mutant(
         "planner compare-and-swap without its version check",
-        "services/planner/cirasa/planner/capacity.py",
-        '{"_id": platform, "version": state.version, **(where or {})}',
-        '{"_id": platform, **(where or {})}',
+        "services/planner/cirasa/planner/ledger.py",
+        '{"_id": state.name, "version": base}',
+        '{"_id": state.name}',
         ("tests/unit/test_capacity.py",),
+    ),
+    Mutant(
+        "a planner commits without storing the change before its own (a crashed writer's is lost)",
+        "services/planner/cirasa/planner/ledger.py",
+        "await self.write(state.name, last)  # the invariant: all before ``last`` is stored",
+        "pass",
+        ("tests/unit/test_ledger.py::test_what_a_writer_committed_but_did_not_store_is_stored_by_the_next_one",),
     ),
     Mutant(
         "seq guard removed from the jobs read model",

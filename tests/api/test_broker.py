@@ -14,6 +14,7 @@ import yaml
 
 from cirasa.common.settings import PlatformConfig, Settings
 from cirasa.gateway.broker import kinds
+from cirasa.planner.ledger import stored_bookings
 from tests.conftest import API, Stack, start_stack, stop_stack, wait_for
 
 YAML = {"content-type": "application/yaml", "accept": "application/yaml"}
@@ -125,7 +126,9 @@ async def test_accepting_releases_the_siblings(broker_stack: Stack, fits_image: 
     sib = (await broker_stack.client.get(f"/sessions/{sibling}")).json()
     assert sib["phase"] == "REJECTED"
     planner = broker_stack.services["planner"]
-    holders = [b["holder"] for p in await planner.db["platforms"].find({}).to_list() for b in p["bookings"]]
+    holders = [
+        b.holder for p in planner.settings.platforms for b in await stored_bookings(planner.db, p.name)
+    ]
     assert sibling not in holders
     await follow(broker_stack, chosen, {"COMPLETED"})
 
@@ -232,8 +235,7 @@ async def test_offers_expire_on_time_and_give_their_capacity_back(
         await follow(stack, second["meta"]["uuid"], {"EXPIRED"}, timeout_s=10)
         planner = stack.services["planner"]
         await asyncio.sleep(0.1)
-        solo = await planner.db["platforms"].find_one({"_id": "solo"})
-        assert solo is not None and solo["bookings"] == []
+        assert await stored_bookings(planner.db, "solo") == []
         third = (await stack.client.post("/offersets", json=whole)).json()["offers"][0]
         assert abs((start(third) - start(first)).total_seconds()) < 10  # capacity is back: starts now again
     finally:
@@ -251,7 +253,7 @@ async def test_cancel_an_accepted_session_cancels_the_job(broker_stack: Stack, f
     assert (await follow(broker_stack, session, {"CANCELLED"}, timeout_s=15))["phase"] == "CANCELLED"
     planner = broker_stack.services["planner"]
     await asyncio.sleep(0.2)
-    assert all(p["bookings"] == [] for p in await planner.db["platforms"].find({}).to_list())
+    assert not [b for p in planner.settings.platforms for b in await stored_bookings(planner.db, p.name)]
 
 
 def notebook(*sources: str) -> bytes:

@@ -15,6 +15,7 @@ import pytest
 from cirasa.cli.runtime import build_service
 from cirasa.common.bus import RabbitBus, dead_letter_names
 from cirasa.common.events import decode_event
+from cirasa.planner.ledger import stored_bookings
 from cirasa.planner.service import Planner
 from tests.conftest import AMQP_URL, API, VHOST, Stack, wait_for
 
@@ -79,7 +80,7 @@ async def test_consumer_killed_mid_handler_is_redelivered_and_applied_once(
     assert isinstance(doomed, Planner)
     wrote = asyncio.Event()
 
-    async def crash_after_write(collection: Any, doc_id: Any) -> None:
+    async def crash_after_write(collection: Any, doc_id: Any, written: Any = None) -> None:
         wrote.set()  # the proposal is PLACED and its events are in the outbox, not yet published
         await asyncio.Event().wait()
 
@@ -105,8 +106,7 @@ async def test_consumer_killed_mid_handler_is_redelivered_and_applied_once(
         await asyncio.sleep(1.0)
         assert len(tap.of("JobSubmitted", job_id)) == 1
         assert len(tap.of("OfferMade", job_id)) == 1
-        platform = await survivor.db["platforms"].find_one({"_id": "local"})
-        assert platform is not None and platform["bookings"] == []
+        assert await stored_bookings(survivor.db, "local") == []
     finally:
         await survivor.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cirasa.planner.ledger import stored_bookings
 from tests.conftest import API, Stack
 
 
@@ -30,8 +31,7 @@ async def test_jobs_beyond_capacity_wait_then_run(memory_stack: Stack, fits_imag
         status = await memory_stack.wait_state(job_id, {"SUCCESS", "FAILURE", "ABORTED"}, timeout_s=120)
         assert status["state"] == "SUCCESS", status
     planner = memory_stack.services["planner"]
-    platform = await planner.db["platforms"].find_one({"_id": "local"})
-    assert platform is not None and platform["bookings"] == []
+    assert await stored_bookings(planner.db, "local") == []
 
 
 async def test_job_too_big_for_every_platform_is_aborted(memory_stack: Stack, fits_image: Path) -> None:

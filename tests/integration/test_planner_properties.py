@@ -34,7 +34,8 @@ from cirasa.common.events import (
 from cirasa.common.service import Service
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
 from cirasa.common.store.memory import reset_memory_store
-from cirasa.planner.calendar import Booking, usage_steps
+from cirasa.planner.calendar import usage_steps
+from cirasa.planner.ledger import stored_bookings
 from tests.conftest import AMQP_URL, delete_topology
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -94,13 +95,12 @@ class Tap:
 async def watch(planner: Service, violations: list[str], seen: list[int], stop: asyncio.Event) -> None:
     totals = {p.name: (p.cores, p.memory_gib * 1024) for p in PLATFORMS}
     while not stop.is_set():
-        async for doc in planner.db["platforms"].find({}):
-            bookings = [Booking.from_doc(b) for b in doc["bookings"]]
+        for name, (cores, mib) in totals.items():
+            bookings = await stored_bookings(planner.db, name)
             seen.append(len(bookings))
             for s in usage_steps(bookings, utcnow() - timedelta(days=1)):
-                cores, mib = totals[doc["_id"]]
                 if s.cores > cores or s.memory_mib > mib:
-                    violations.append(f"{doc['_id']} at {s.start}: {s.cores} cores, {s.memory_mib} MiB")
+                    violations.append(f"{name} at {s.start}: {s.cores} cores, {s.memory_mib} MiB")
         await asyncio.sleep(0.005)
 
 
@@ -182,8 +182,7 @@ async def run_programme(programme: list[list[Any]]) -> None:
             )
 
         async def all_released() -> bool:
-            docs = [d async for d in planners[0].db["platforms"].find({})]
-            return all(d["bookings"] == [] for d in docs)
+            return not [b for p in PLATFORMS for b in await stored_bookings(planners[0].db, p.name)]
 
         deadline = asyncio.get_running_loop().time() + 20
         while not await all_released():

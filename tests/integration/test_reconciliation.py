@@ -19,6 +19,7 @@ from cirasa.common.outbox import CLAIM_TTL, OutboxRelay, outbox_entries
 from cirasa.common.settings import Settings
 from cirasa.common.store.memory import memory_client
 from cirasa.gateway.service import Gateway
+from cirasa.planner.ledger import stored_bookings
 from tests.conftest import API, Stack, wait_for
 
 END = {"SUCCESS", "FAILURE", "ABORTED", "CANCELED", "TIMED-OUT"}
@@ -164,9 +165,8 @@ async def test_a_planner_that_lost_its_bookings_does_not_over_book(
     running = [await submit(memory_stack, fits_image, 30) for _ in range(2)]  # the 2 cores
     for job in running:
         await memory_stack.wait_state(job, {"RUNNING"})
-    planner = await restart(memory_stack, "planner", forget=("platforms",))
-    platform = await planner.db["platforms"].find_one({"_id": "local"})
-    assert {b["job_id"] for b in platform["bookings"]} == set(running)
+    planner = await restart(memory_stack, "planner", forget=("platforms", "bookings"))
+    assert {b.job_id for b in await stored_bookings(planner.db, "local")} == set(running)
     extra = await submit(memory_stack, fits_image, 0.1)
     await asyncio.sleep(1.5)
     assert (await memory_stack.status(extra))["state"] == "PENDING"  # no third core to run it on
@@ -178,10 +178,9 @@ async def test_a_planner_that_lost_its_bookings_does_not_over_book(
 async def test_a_planner_restart_keeps_bookings_as_they_are(memory_stack: Stack, fits_image: Path) -> None:
     job = await submit(memory_stack, fits_image, 30)
     await memory_stack.wait_state(job, {"RUNNING"})
-    before = await memory_stack.services["planner"].db["platforms"].find_one({"_id": "local"})
+    before = await stored_bookings(memory_stack.services["planner"].db, "local")
     planner = await restart(memory_stack, "planner")
-    after = await planner.db["platforms"].find_one({"_id": "local"})
-    assert before is not None and after is not None and after["bookings"] == before["bookings"]
+    assert await stored_bookings(planner.db, "local") == before
     await memory_stack.client.post(f"{API}/job/{job}/cancel")
 
 

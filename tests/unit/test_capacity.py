@@ -51,8 +51,8 @@ def test_memory_constrains_too() -> None:
 
 async def test_racing_planners_never_overbook_any_instant() -> None:
     platform = PlatformConfig(name="p", cores=8, memory_gib=8, max_duration_s=3600)
-    coll = store_database("cap")["platforms"]  # a real MongoDB where one can be had
-    books = [CapacityBook(coll, [platform]) for _ in range(3)]  # three planner replicas, one database
+    db = store_database("cap")  # a real MongoDB where one can be had
+    books = [CapacityBook(db, [platform]) for _ in range(3)]  # three planner replicas, one database
     await books[0].sync_platforms()
     rng = random.Random(7)
 
@@ -83,7 +83,7 @@ async def test_racing_planners_never_overbook_any_instant() -> None:
 
 async def test_book_is_idempotent_and_confirm_keeps_the_booking() -> None:
     platform = PlatformConfig(name="p", cores=4, memory_gib=4, max_duration_s=60)
-    book = CapacityBook(store_database("cap2")["platforms"], [platform])
+    book = CapacityBook(store_database("cap2"), [platform])
     await book.sync_platforms()
     assert await book.book("p", booking("x", 2, 0, 10))
     assert await book.book("p", booking("x", 2, 0, 10))  # the same holder again: still one booking
@@ -97,7 +97,7 @@ async def test_book_is_idempotent_and_confirm_keeps_the_booking() -> None:
 
 async def test_confirm_shrinks_the_booking_to_the_job_and_never_grows_it() -> None:
     platform = PlatformConfig(name="p", cores=4, memory_gib=4, max_duration_s=3600)
-    book = CapacityBook(store_database("cap3")["platforms"], [platform])
+    book = CapacityBook(store_database("cap3"), [platform])
     await book.sync_platforms()
     assert await book.book("p", booking("x", 4, 0, 10))
     assert await book.confirm("p", "x", "job-1", (at(2), at(12)))  # clipped to what was booked
@@ -110,7 +110,7 @@ async def test_an_ended_job_frees_its_accepted_offer_even_unconfirmed() -> None:
     """A crash between an accept and its confirm leaves the booking an offer's: the job's end frees it
     all the same (an accepted offer's id names its job). Found by the simulation (seed 151)."""
     platform = PlatformConfig(name="p", cores=2, memory_gib=2, max_duration_s=600)
-    book = CapacityBook(store_database("cap3")["platforms"], [platform])
+    book = CapacityBook(store_database("cap3"), [platform])
     await book.sync_platforms()
     assert await book.book("p", booking("offer-1", 1, 0, 10))
     assert [b.holder for b in await book.release_job("offer-1")] == ["offer-1"]

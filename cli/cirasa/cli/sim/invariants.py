@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from cirasa.cli.sim.backend import Run
 from cirasa.common.events import TERMINAL_STATES, JobStateChanged, JobSubmitted, TaskProposed
+from cirasa.planner.calendar import Booking
+from cirasa.planner.ledger import stored_bookings
 
 if TYPE_CHECKING:
     from cirasa.cli.sim.runner import World
@@ -49,7 +51,13 @@ async def settled(world: World) -> bool:
         for name in collections:
             if await _docs(world, service, name, {"outbox.0": {"$exists": True}}):
                 return False
-    return not any([await _docs(world, "planner", "platforms", {"bookings.0": {"$exists": True}})])
+    return not await _bookings(world)
+
+
+async def _bookings(world: World) -> list[tuple[str, Booking]]:
+    """What the planner's store holds booked, read as a planner starting afresh would read it."""
+    db = world.raw_db("planner")
+    return [(p.name, b) for p in world.settings.platforms for b in await stored_bookings(db, p.name)]
 
 
 def _published(world: World) -> tuple[dict[str, set[str]], set[str]]:
@@ -136,12 +144,11 @@ def no_overbooking(world: World) -> list[str]:
 
 async def bookings_released(world: World) -> list[str]:
     out: list[str] = []
-    for doc in await _docs(world, "planner", "platforms"):
-        for b in doc.get("bookings", []):
-            out.append(
-                f"bookings_released: {doc['_id']} still holds a {b.get('kind')} booking of "
-                f"{b.get('cores')} cores for {b.get('job_id') or b.get('holder')}"
-            )
+    for platform, b in await _bookings(world):
+        out.append(
+            f"bookings_released: {platform} still holds a {b.kind} booking of "
+            f"{b.cores} cores for {b.job_id or b.holder}"
+        )
     return out
 
 

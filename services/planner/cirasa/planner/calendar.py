@@ -8,7 +8,7 @@ bookings in O(n log n)); the earliest fitting start is one sweep over its steps 
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,15 +77,19 @@ class Step:
 
 
 class Calendar:
-    """Usage as a step function, built once from a set of bookings and then queried many times."""
+    """Usage as a step function: built once from a set of bookings in O(n log n), then kept up to date
+    booking by booking (:meth:`add`, :meth:`remove`), each costing a binary search and the steps the
+    booking spans, so a calendar of thousands of bookings is never rebuilt on the hot path."""
 
-    def __init__(self, bookings: Iterable[Booking]) -> None:
+    def __init__(self, bookings: Iterable[Booking] = ()) -> None:
         deltas: dict[datetime, list[int]] = {}
+        self._ends: dict[datetime, int] = {}  # how many booking ends and starts fall on each time
         for b in bookings:
             for when, sign in ((b.start, 1), (b.end, -1)):
                 d = deltas.setdefault(when, [0, 0])
                 d[0] += sign * b.cores
                 d[1] += sign * b.memory_mib
+                self._ends[when] = self._ends.get(when, 0) + 1
         self.times = sorted(deltas)
         self.cores: list[int] = []  # usage from times[i] until times[i + 1]
         self.memory: list[int] = []
@@ -95,6 +99,42 @@ class Calendar:
             mem += deltas[when][1]
             self.cores.append(cores)
             self.memory.append(mem)
+
+    def add(self, b: Booking, sign: int = 1) -> None:
+        """Count ``b`` in (``sign`` -1: take it out again; it must have been added)."""
+        i = self._point(b.start)
+        j = self._point(b.end)
+        cores, memory = sign * b.cores, sign * b.memory_mib
+        for k in range(i, j):
+            self.cores[k] += cores
+            self.memory[k] += memory
+        if sign < 0:
+            self._unpoint(b.end, 2)
+            self._unpoint(b.start, 2)
+
+    def remove(self, b: Booking) -> None:
+        self.add(b, -1)
+
+    def _point(self, when: datetime) -> int:
+        """The index of the step starting at ``when``, made (with the usage in force there) if none."""
+        i = bisect_left(self.times, when)
+        if i == len(self.times) or self.times[i] != when:
+            self.times.insert(i, when)
+            self.cores.insert(i, self.cores[i - 1] if i else 0)
+            self.memory.insert(i, self.memory[i - 1] if i else 0)
+        self._ends[when] = self._ends.get(when, 0) + 1
+        return i
+
+    def _unpoint(self, when: datetime, times: int) -> None:
+        """Forget ``times`` uses of the point ``when``; the step goes once no booking starts or ends there
+        (usage is then the same on both sides of it)."""
+        left = self._ends[when] - times
+        if left:
+            self._ends[when] = left
+            return
+        del self._ends[when]
+        i = bisect_left(self.times, when)
+        del self.times[i], self.cores[i], self.memory[i]
 
     def steps(self, since: datetime) -> list[Step]:
         """The step function from ``since`` on (usage before the first booking is zero)."""
@@ -111,6 +151,11 @@ class Calendar:
         )
         for j in range(i + 1, n):
             yield self.times[j], self.times[j + 1] if j + 1 < n else None, self.cores[j], self.memory[j]
+
+    def usage_at(self, when: datetime) -> tuple[int, int]:
+        """Cores and memory booked at the instant ``when``."""
+        i = bisect_right(self.times, when) - 1
+        return (self.cores[i], self.memory[i]) if i >= 0 else (0, 0)
 
     def peak(self, start: datetime, end: datetime) -> tuple[int, int]:
         """Most cores and memory booked at any instant of ``[start, end)``."""

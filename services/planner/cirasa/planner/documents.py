@@ -1,7 +1,8 @@
 """The planner's stored documents: one model per collection it owns, and the indexes on them.
 
 * ``proposals``: a proposal, its offers and its outbox (``Proposal``);
-* ``platforms``: a platform's totals and bookings (``Platform``, see ``capacity``);
+* ``platforms``: a platform's totals, the version of its bookings and its last change (``Platform``);
+* ``bookings``: one document per booking, by platform and time (``StoredBooking``; see ``ledger``);
 * ``stats``: per platform, how late jobs start against their offers (``StartDelayStats``).
 
 Proposals and platforms change only by compare-and-swap on their ``version``. Field order is the
@@ -24,6 +25,7 @@ from cirasa.planner.calendar import DISPATCH_SLACK, Booking
 
 PROPOSALS = "proposals"
 PLATFORMS = "platforms"
+BOOKINGS = "bookings"
 STATS = "stats"
 
 INDEXES: dict[str, Sequence[IndexModel]] = {
@@ -31,7 +33,12 @@ INDEXES: dict[str, Sequence[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("created_at", ASCENDING)]),
         IndexModel([("offers.offer_id", ASCENDING)]),
     ],
-    PLATFORMS: [IndexModel([("bookings.job_id", ASCENDING)])],
+    BOOKINGS: [
+        IndexModel([("platform", ASCENDING), ("start", ASCENDING)]),
+        IndexModel([("platform", ASCENDING), ("end", ASCENDING)]),
+        IndexModel([("job_id", ASCENDING)]),
+        IndexModel([("removed_at", ASCENDING)]),
+    ],
 }
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
@@ -124,19 +131,53 @@ class WaitingProposal(StoredDocument):
 WAITING_FIELDS = {"task.resources": 1, "task.user": 1, "created_at": 1}
 
 
+class BookingChange(BaseModel):
+    """One committed change of a platform's bookings: version ``v`` of the platform is version ``v - 1``
+    with the bookings of ``drop`` removed and those of ``put`` added (or replaced, by holder)."""
+
+    v: int
+    put: list[Booking] = []
+    drop: list[str] = []
+    totals: tuple[int, int] | None = None  # new (cores, memory_mib) from configuration
+
+    @field_validator("put", mode="plain")
+    @classmethod
+    def _parse_bookings(cls, value: list[Any]) -> list[Booking]:
+        return [b if isinstance(b, Booking) else Booking.from_doc(b) for b in value]
+
+    @field_serializer("put")
+    def _bookings_as_stored(self, put: list[Booking]) -> list[dict[str, Any]]:
+        return [b.to_doc() for b in put]
+
+
 class Platform(StoredDocument):
-    """A platform's totals (from configuration) and what is booked on it."""
+    """A platform's totals (from configuration), its version and its ``last`` change. Every change
+    before ``last`` is already in the bookings collection (see ``ledger``)."""
 
     id: str = Field(alias="_id")
-    cores: int
-    memory_mib: int
-    version: int
-    bookings: list[Booking] = []
+    cores: int = 0
+    memory_mib: int = 0
+    version: int = 0
+    last: BookingChange | None = None
 
-    @field_validator("bookings", mode="plain")
-    @classmethod
-    def _parse_bookings(cls, value: list[dict[str, Any]]) -> list[Booking]:
-        return [Booking.from_doc(b) for b in value]  # the calendar's own reading, on the hot path
+
+class StoredBooking(StoredDocument):
+    """One booking (``_id`` is its holder) as of the platform's version ``v``; a removed one stays as a
+    tombstone for a while, so a late write of an older version cannot bring it back."""
+
+    id: str = Field(alias="_id")
+    platform: str
+    v: int
+    removed: bool = False
+    removed_at: UtcDatetime | None = None
+    cores: int = 0
+    memory_mib: int = 0
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
+    kind: str = "offer"
+    job_id: str | None = None
+    expires_at: UtcDatetime | None = None
+    user: str | None = None
 
 
 class StartDelayStats(StoredDocument):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cirasa.common.events import Event, OfferDecision, OfferStateChanged, utcnow
 from cirasa.planner.capacity import CapacityBook
@@ -11,12 +11,14 @@ from cirasa.planner.documents import Proposal, closed_when_settled
 from cirasa.planner.proposals import Proposals
 
 ORPHAN_GRACE = timedelta(seconds=5)  # an offer's booking outlives its expiry this long before mending
+GARBAGE_EVERY = timedelta(minutes=1)  # how often the tombstones of removed bookings are deleted
 
 
 class Expiry:
     def __init__(self, capacity: CapacityBook, proposals: Proposals) -> None:
         self._capacity = capacity
         self._proposals = proposals
+        self._collected = datetime.min.replace(tzinfo=UTC)  # when removed bookings were last deleted
 
     async def sweep(self) -> None:
         """Expire every offer past its expiry; then mend the bookings no proposal accounts for."""
@@ -30,6 +32,9 @@ class Expiry:
             )
         for name in self._capacity.platforms:
             await self._mend_orphans(name, now)
+        if now - self._collected >= GARBAGE_EVERY:
+            self._collected = now
+            await self._capacity.ledger.collect_garbage()
 
     async def expire_offers(
         self, doc: Proposal, ids: Collection[str], refused: OfferDecision | None = None

@@ -31,6 +31,7 @@ from cirasa.planner.proposals import Envelope, Proposals
 
 DEFAULT_WINDOW = timedelta(hours=2)
 MAX_WINDOW = timedelta(days=30)
+SEARCH_STALENESS_S = 0.05  # an offer's search may use the calendar as read this long ago (see book)
 
 StartDelay = Callable[[str], Awaitable[timedelta]]  # how late jobs tend to start on a platform
 
@@ -117,7 +118,7 @@ class Offers:
     ) -> list[Candidate]:
         """The earliest start with as much as fits there; then, if that is less than asked, more cores
         later. ``slack`` is how much longer than the task's duration the booking will be."""
-        state = await self._capacity.state(platform.name)
+        state = await self._capacity.state(platform.name, max_age_s=SEARCH_STALENESS_S)
         req, duration = task.resources, timedelta(seconds=task.resources.duration_s) + slack
         min_mib, max_mib = mib(req.min_memory_gib), mib(req.max_memory_gib)
         start = state.calendar.earliest_start(
@@ -207,7 +208,7 @@ class Offers:
     ) -> list[Candidate]:
         """The candidates cut to what the user's share of the platform leaves room for over the ``held``
         their bookings will last."""
-        state = await self._capacity.state(platform.name)
+        state = self._capacity.seen(platform.name)  # as ``candidates`` just read it
         kept: list[Candidate] = []
         room = (0, 0)
         for cand in found:

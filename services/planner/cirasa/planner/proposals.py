@@ -3,7 +3,6 @@ carries the events it causes in the same write (outbox), so a change and its eve
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,21 +26,22 @@ class Proposals:
 
     async def open(self, ev: TaskProposed) -> Proposal | None:
         """The proposal ``ev`` makes, stored NEW on first delivery; a redelivery finds it as it is."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self.docs.insert(
-                Proposal(
-                    id=ev.correlation_id,
-                    state="NEW",
-                    version=0,
-                    user=ev.user,
-                    task=ev,
-                    created_at=utcnow(),
-                    causation_id=ev.event_id,
-                    offers=[],
-                    outbox=[],
-                )
-            )
-        return await self.docs.get(ev.correlation_id)
+        doc = Proposal(
+            id=ev.correlation_id,
+            state="NEW",
+            version=0,
+            user=ev.user,
+            task=ev,
+            created_at=utcnow(),
+            causation_id=ev.event_id,
+            offers=[],
+            outbox=[],
+        )
+        try:
+            await self.docs.insert(doc)
+        except DuplicateKeyError:
+            return await self.docs.get(ev.correlation_id)
+        return doc
 
     async def by_offer(self, offer_id: str) -> Proposal | None:
         return await self.docs.find_one({"offers.offer_id": offer_id})

@@ -36,7 +36,7 @@ from cirasa.common.service import Loop, Service, every
 from cirasa.planner.backend_load import EXTERNAL_REFRESH, BackendLoad
 from cirasa.planner.capacity import CapacityBook
 from cirasa.planner.decisions import Decisions
-from cirasa.planner.documents import INDEXES, PLATFORMS, PROPOSALS, STATS
+from cirasa.planner.documents import INDEXES, PROPOSALS, STATS
 from cirasa.planner.expiry import Expiry
 from cirasa.planner.fit import static_fit
 from cirasa.planner.offers import Offers
@@ -53,7 +53,7 @@ class Planner(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         platforms = self.settings.platforms
-        self.capacity = CapacityBook(self.db[PLATFORMS], platforms)
+        self.capacity = CapacityBook(self.db, platforms)
         self.proposals = Proposals(self.db[PROPOSALS], self.relay, self.name)
         self.start_delays = StartDelays(self.db[STATS], self.proposals)
         self.offers = Offers(self.capacity, self.proposals, self.start_delays.of)

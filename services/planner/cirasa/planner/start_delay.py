@@ -3,6 +3,7 @@ length of later offers there so that they hold their capacity until the job real
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from cirasa.common.store import Collection
@@ -11,12 +12,14 @@ from cirasa.planner.documents import StartDelayStats
 from cirasa.planner.proposals import Proposals
 
 DELAY_WEIGHT = 0.2  # of the newest observation in the moving average of start delays
+CACHE_S = 5.0  # how long an average read from the store is used before reading it again
 
 
 class StartDelays:
     def __init__(self, stats: Collection, proposals: Proposals) -> None:
         self._stats = Documents(stats, StartDelayStats)
         self._proposals = proposals
+        self._cached: dict[str, tuple[float, timedelta]] = {}  # platform -> (read at, average)
 
     async def learn(self, job_id: str, started: datetime) -> None:
         """Fold how late the job started against its accepted offer into its platform's average."""
@@ -36,7 +39,15 @@ class StartDelays:
             },
             upsert=True,
         )
+        self._cached.pop(offer.platform, None)
 
     async def of(self, platform: str) -> timedelta:
+        """The platform's average (read from the store at most every ``CACHE_S``: it is asked for on
+        every offer, and moves slowly; other replicas' learning shows within that time)."""
+        cached = self._cached.get(platform)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
+            return cached[1]
         stats = await self._stats.get(platform)
-        return timedelta(seconds=round(stats.start_delay_s)) if stats else timedelta(0)
+        delay = timedelta(seconds=round(stats.start_delay_s)) if stats else timedelta(0)
+        self._cached[platform] = (time.monotonic(), delay)
+        return delay

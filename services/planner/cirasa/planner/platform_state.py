@@ -1,0 +1,85 @@
+"""A platform's bookings in memory, indexed for the questions the planner asks on every offer.
+
+The state is at one ``version`` of the platform (see ``ledger``) and moves forward by applying the
+changes committed after it. Every question an offer asks costs a dictionary lookup or a binary search
+(and the steps of the calendar it looks at), whatever the number of live bookings: by holder, a user's
+unaccepted offers, the bookings of a job, and the usage step function (``Calendar``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from cirasa.planner.calendar import Booking, Calendar
+from cirasa.planner.documents import BookingChange
+
+
+class PlatformState:
+    def __init__(
+        self, name: str, cores: int, memory_mib: int, version: int, bookings: Iterable[Booking] = ()
+    ) -> None:
+        self.name = name
+        self.cores = cores
+        self.memory_mib = memory_mib
+        self.version = version
+        self.last: BookingChange | None = None  # the change that made ``version``
+        self.materialised = version  # every change up to this one is in the bookings collection
+        self.held: dict[str, Booking] = {}
+        self._offers_of: dict[str, set[str]] = {}  # user -> holders of their unaccepted offers
+        self._of_job: dict[str, set[str]] = {}  # job id -> holders
+        for b in bookings:
+            self._index(b)
+        self.calendar = Calendar(self.held.values())  # built once, in O(n log n)
+
+    @property
+    def bookings(self) -> list[Booking]:
+        """Every booking (a copy: O(n), for loops and tests, not for the offer path)."""
+        return list(self.held.values())
+
+    def apply(self, change: BookingChange) -> None:
+        """Move to the version ``change`` made (it must be the next one)."""
+        for holder in change.drop:
+            self._drop(holder)
+        for b in change.put:
+            self._drop(b.holder)
+            self._index(b)
+            self.calendar.add(b)
+        if change.totals is not None:
+            self.cores, self.memory_mib = change.totals
+        self.version = change.v
+        self.last = change
+
+    def offers_of(self, user: str) -> list[Booking]:
+        """The user's unaccepted offers' bookings."""
+        return [self.held[h] for h in self._offers_of.get(user, ())]
+
+    def holders_of_job(self, job_id: str) -> set[str]:
+        """The bookings of a job: confirmed ones name it, and an accepted offer's id is its job's."""
+        holders = set(self._of_job.get(job_id, ()))
+        if job_id in self.held:
+            holders.add(job_id)
+        return holders
+
+    def cores_at(self, when: datetime) -> int:
+        """Cores booked at the instant ``when``."""
+        return self.calendar.usage_at(when)[0]
+
+    def _index(self, b: Booking) -> None:
+        self.held[b.holder] = b
+        if b.kind == "offer" and b.user is not None:
+            self._offers_of.setdefault(b.user, set()).add(b.holder)
+        if b.job_id is not None:
+            self._of_job.setdefault(b.job_id, set()).add(b.holder)
+
+    def _drop(self, holder: str) -> None:
+        b = self.held.pop(holder, None)
+        if b is None:
+            return
+        self.calendar.remove(b)
+        for index, key in ((self._offers_of, b.user), (self._of_job, b.job_id)):
+            holders = index.get(key) if key is not None else None
+            if holders is not None:
+                holders.discard(holder)
+                if not holders:
+                    del index[key]  # type: ignore[arg-type]
