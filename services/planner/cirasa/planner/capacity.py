@@ -89,14 +89,16 @@ class CapacityBook:
             state = await self.state(platform)
         raise ContentionError(f"platform {platform}: gave up after {MAX_RETRIES} concurrent updates")
 
-    async def book(self, platform: str, booking: Booking) -> bool:
+    async def book(self, platform: str, booking: Booking) -> Booking | None:
         """Add ``booking`` if it fits at every instant of its interval and, for an offer, within its
-        user's share of the platform (see :meth:`offer_room`); idempotent per holder."""
-        held = False
+        user's share of the platform (see :meth:`offer_room`). Returns what its holder has booked now:
+        ``booking``, or the one an earlier call booked for the holder (a redelivery, a retry after a
+        crash: what is offered must then be that one, not what a new search found), or None."""
+        held: Booking | None = None
 
         def decide(state: PlatformState) -> BookingChange | None:
             nonlocal held
-            held = booking.holder in state.held
+            held = state.held.get(booking.holder)
             if held or not fits_at(state.calendar, state.cores, state.memory_mib, booking):
                 return None
             if booking.kind == "offer" and booking.user is not None:
@@ -105,7 +107,7 @@ class CapacityBook:
                     return None
             return BookingChange(v=0, put=[booking])
 
-        return await self._change(platform, decide) or held
+        return booking if await self._change(platform, decide) else held
 
     def offer_room(self, state: PlatformState, user: str, start: datetime, end: datetime) -> tuple[int, int]:
         """Cores and memory ``user`` may still hold in unaccepted offers over ``[start, end)`` on the

@@ -195,12 +195,26 @@ class Offers:
         offers: list[Offer] = []
         for variant, cand in enumerate(found):
             offer_id = offer_id_for(pid, platform.name, variant)
-            end, until = cand.start + duration + delay, cand.start + held
             booking = Booking(
-                offer_id, cand.cores, cand.memory_mib, cand.start, until, "offer", None, expires, task.user
+                offer_id,
+                cand.cores,
+                cand.memory_mib,
+                cand.start,
+                cand.start + held,
+                "offer",
+                None,
+                expires,
+                task.user,
             )
-            if await self._capacity.book(platform.name, booking):
-                offers.append(cand.offer(offer_id, end, expires, "OFFERED", cand.description + note, until))
+            b = await self._capacity.book(platform.name, booking)  # or what an earlier delivery booked
+            if b is not None:
+                booked = replace(cand, start=b.start, cores=b.cores, memory_mib=b.memory_mib)
+                end = min(b.start + duration + delay, b.end)
+                offers.append(
+                    booked.offer(
+                        offer_id, end, b.expires_at or expires, "OFFERED", cand.description + note, b.end
+                    )
+                )
         return offers
 
     async def _within_share(

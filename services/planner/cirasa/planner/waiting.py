@@ -16,7 +16,7 @@ from cirasa.planner.calendar import DISPATCH_SLACK, Booking, free_at
 from cirasa.planner.capacity import CapacityBook, mib
 from cirasa.planner.documents import WAITING_FIELDS, Offer, Proposal, WaitingProposal
 from cirasa.planner.fit import static_fit
-from cirasa.planner.offers import Offers, offer_id_for, offer_made, start_window
+from cirasa.planner.offers import Candidate, Offers, offer_id_for, offer_made, start_window
 from cirasa.planner.proposals import Proposals
 
 DRAIN_BATCH = 500  # waiting proposals looked at per drain, oldest first
@@ -59,14 +59,16 @@ class Waiting:
             )
             for cand in found:
                 offer_id = offer_id_for(pid, platform.name)
-                end = cand.start + duration
-                until = end + DISPATCH_SLACK
+                until = cand.start + duration + DISPATCH_SLACK
                 booking = Booking(
                     offer_id, cand.cores, cand.memory_mib, cand.start, until, "job", pid, user=task.user
                 )
-                if not await self._capacity.book(platform.name, booking):
+                held = await self._capacity.book(platform.name, booking)
+                if held is None:
                     continue
-                offer = cand.offer(offer_id, end, now, "ACCEPTED", "auto-accepted", until)
+                placed = Candidate(platform, held.start, held.cores, held.memory_mib, cand.description)
+                end = min(held.start + duration, held.end)
+                offer = placed.offer(offer_id, end, now, "ACCEPTED", "auto-accepted", held.end)
                 events: list[Event] = [
                     offer_made(self._proposals.envelope(task), task, offer),
                     self._proposals.job_submitted(task, pid, offer),
