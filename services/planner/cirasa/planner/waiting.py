@@ -22,6 +22,9 @@ from cirasa.planner.proposals import Proposals
 DRAIN_BATCH = 500  # waiting proposals looked at per drain, oldest first
 
 
+NEVER_BOOKED = ("NO",)  # a proposal answered NO holds no job booking (an offer's left by a crash is mended)
+
+
 class Waiting:
     def __init__(
         self,
@@ -133,11 +136,16 @@ class Waiting:
 
     async def job_ended(self, job_id: str) -> None:
         """Free what the job held; a placed proposal is DONE, and the waiting ones may now fit."""
-        released = await self._capacity.release_job(job_id)
         # an auto-accepted job is named by its proposal, an accepted offer's by the offer
+        named = await self._proposals.docs.get(job_id)
+        if named is not None and named.state in NEVER_BOOKED:
+            return  # e.g. the ABORTED of a task no platform could run: nothing to free
+        released = await self._capacity.release_job(job_id)
         done = {"$set": {"state": "DONE"}, "$inc": {"version": 1}}
-        await self._proposals.docs.update({"_id": job_id, "state": "PLACED"}, done)
-        await self._proposals.docs.update({"offers.offer_id": job_id, "state": "ACCEPTED"}, done)
+        if named is not None:
+            await self._proposals.docs.update({"_id": job_id, "state": "PLACED"}, done)
+        else:
+            await self._proposals.docs.update({"offers.offer_id": job_id, "state": "ACCEPTED"}, done)
         if released:
             self._log.info("capacity.released", job_id=job_id, cores=sum(b.cores for b in released))
             await self.drain()
