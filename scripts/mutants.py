@@ -119,7 +119,9 @@ MUTANTS = (
         "services/planner/cirasa/planner/ledger.py",
         "await self.write(state.name, last)  # the invariant: all before ``last`` is stored",
         "pass",
-        ("tests/unit/test_ledger.py::test_what_a_writer_committed_but_did_not_store_is_stored_by_the_next_one",),
+        (
+            "tests/unit/test_ledger.py::test_what_a_writer_committed_but_did_not_store_is_stored_by_the_next_one",
+        ),
     ),
     Mutant(
         "seq guard removed from the jobs read model",

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cirasa.accounting.service import Accounting
+from cirasa.cli.runtime import build_service
+from cirasa.common.bus import MemoryBroker
+from cirasa.common.events import JobState, JobStateChanged, JobSubmitted, Resources, UsageUpdated
+from cirasa.common.settings import Settings
 from tests.conftest import API, Stack, wait_for
+from tests.integration.test_outbox import Counted
 
 
 async def test_usage_counts_every_outcome(memory_stack: Stack, fits_image: Path) -> None:
@@ -59,3 +65,62 @@ async def test_broker_proposals_count_only_once_accepted(memory_stack: Stack, fi
     )
     assert accepted.status_code == 200
     assert (await wait_for(lambda: njobs(2), 30, "the accepted session counted"))["njobs_completed"] == 2
+
+
+def accounting(settings: Settings, broker: MemoryBroker) -> Accounting:
+    """An accounting service on its database, not started: its handlers and its round, called by hand."""
+    service = build_service("accounting", settings, broker)
+    assert isinstance(service, Accounting)
+    return service
+
+
+def changed(job: str, seq: int, state: JobState, user: str = "ann") -> JobStateChanged:
+    return JobStateChanged(correlation_id=job, job_id=job, user=user, app="sleep", state=state, seq=seq)
+
+
+def usage_published(broker: MemoryBroker) -> list[str]:
+    return [e.user for e in broker.published if isinstance(e, UsageUpdated)]
+
+
+async def test_each_event_is_one_store_write_and_stale_ones_change_nothing(settings: Settings) -> None:
+    service = accounting(settings, MemoryBroker())
+    jobs = Counted(service.jobs.raw)
+    service.jobs.raw = jobs  # type: ignore[assignment]
+    submitted = JobSubmitted(
+        correlation_id="j", job_id="j", user="ann", app="sleep", offer_id="o", platform="local",
+        backend="local", resources=Resources(cores=1, memory_gib=1, duration_s=60),
+    )  # fmt: skip
+    await service.on_job_submitted(submitted)
+    for ev in (
+        changed("j", 2, JobState.RUNNING),
+        changed("j", 1, JobState.PENDING),  # stale
+        changed("j", 2, JobState.RUNNING),  # the same again
+        changed("j", 3, JobState.SUCCESS),
+        changed("j", 4, JobState.RUNNING),  # after the end
+        changed("k", 2, JobState.RUNNING),  # a job not seen yet
+    ):
+        await service.on_job_state_changed(ev)
+    assert jobs.calls == ["update_one"] * 7
+    j, k = [await service.jobs.get(job) for job in "jk"]
+    assert j is not None and (j.state, j.seq, j.user) == ("SUCCESS", 3, "ann")
+    assert k is not None and (k.state, k.seq, k.user, k.app) == ("RUNNING", 2, "ann", "sleep")
+
+
+async def test_usage_is_published_once_per_user_and_round_and_again_after_a_restart(
+    settings: Settings,
+) -> None:
+    broker = MemoryBroker()
+    service = accounting(settings, broker)
+    for seq, state in enumerate((JobState.RUNNING, JobState.SUCCESS), start=1):
+        await service.on_job_state_changed(changed("j", seq, state))
+    await service.on_job_state_changed(changed("k", 1, JobState.RUNNING, user="bob"))
+    await service.publish_dirty()
+    assert sorted(usage_published(broker)) == ["*", "ann", "bob"]
+    await service.publish_dirty()
+    assert len(usage_published(broker)) == 3  # nothing new: nothing published
+    broker.published.clear()
+    restarted = accounting(settings, broker)  # the marks were in memory: a new process has none
+    await restarted.publish_dirty()
+    assert sorted(usage_published(broker)) == ["*", "ann", "bob"]
+    usage = await restarted.usage.get("*")
+    assert usage is not None and usage.current["nusers"] == 2 and usage.current["njobs_completed"] == 1

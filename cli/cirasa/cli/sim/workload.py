@@ -186,13 +186,13 @@ class Workload:
         body = self._body(op, file)
         parsed = parse_request(body, limits)
         offerset = await gateway.broker.propose(op.user, parsed, [file], body, op.direct, new_id())
-        await gateway.relay.flush(gateway.broker.offersets.raw, offerset.id)
+        await gateway.relay.flush(gateway.broker.offersets.raw, offerset.id, offerset.outbox)
         return offerset
 
     async def _decide(self, session: Session, value: str) -> None:
         gateway = self.gateway
-        await gateway.broker.decide(session, value)
-        await gateway.relay.flush(gateway.broker.sessions.raw, session.id)
+        written = await gateway.broker.decide(session, value)
+        await gateway.relay.flush(gateway.broker.sessions.raw, session.id, written)
 
     async def _session(self, user: str, session_id: str, until: Any) -> Session | None:
         """The session once ``until`` holds for it (polled as a client would), or as it is after 10 s."""

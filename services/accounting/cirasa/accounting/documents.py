@@ -32,10 +32,9 @@ class AccountedFile(StoredDocument):
 
 
 class Usage(StoredDocument):
-    """One user's (or ``*``'s) usage: ``dirty`` until recomputed, ``current`` the last figures
-    (caesar-rest's field names), and the outbox of UsageUpdated."""
+    """One user's (or ``*``'s) usage: ``current`` the last figures (caesar-rest's field names), and
+    the outbox of UsageUpdated. Which users are due again is kept in memory, not here."""
 
     id: str = Field(alias="_id")
-    dirty: bool = False
     current: dict[str, Any] = {}
     outbox: list[dict[str, Any]] = []

@@ -1,13 +1,15 @@
 """Accounting: per-user usage and platform-wide stats, from events only.
 
-Events update this service's own copies of jobs and files (seq-guarded, idempotent) and mark the
-user dirty; a loop recomputes dirty users about once a second and publishes UsageUpdated (per user,
-and for ``*``, the whole platform) in caesar-rest's field names.
+Events update this service's own copies of jobs and files (seq-guarded, idempotent: one store write
+each) and mark the user dirty in memory; a loop recomputes dirty users about once a second and
+publishes UsageUpdated (per user, and for ``*``, the whole platform) in caesar-rest's field names.
+The marks die with the process, so a starting service recomputes every user once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
 
 from cirasa.accounting.documents import ALL_USERS, FILES, JOBS, USAGE, AccountedFile, AccountedJob, Usage
 from cirasa.common.events import (
@@ -27,13 +30,14 @@ from cirasa.common.events import (
     UsageUpdated,
     utcnow,
 )
-from cirasa.common.outbox import outbox_push
+from cirasa.common.outbox import queue_claimed
 from cirasa.common.paths import safe_user
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
 
 JOBSIZE_REFRESH_S = 60.0
 
+_TERMINAL = [s.value for s in JobState if s.is_terminal]
 _STATE_FIELDS = {
     JobState.SUCCESS.value: "njobs_completed",
     JobState.FAILURE.value: "njobs_failed",
@@ -53,12 +57,13 @@ class Accounting(Service):
         self.files = Documents(self.db[FILES], AccountedFile)
         self.usage = Documents(self.db[USAGE], Usage)
         self._jobsizes: dict[str, tuple[float, float]] = {}
+        self._dirty: set[str] = set()  # users whose usage is to be published again
+        self._recounted = False  # every user is recomputed once after a start
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
             JOBS: [IndexModel([("user", ASCENDING), ("state", ASCENDING)])],
             FILES: [IndexModel([("user", ASCENDING)])],
-            USAGE: [IndexModel([("dirty", ASCENDING)])],
         }
 
     def register(self) -> None:
@@ -92,25 +97,25 @@ class Accounting(Service):
             },
             upsert=True,
         )
-        await self._mark_dirty(user)
+        self._mark_dirty(user)
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
-        await self.jobs.update(
-            {"_id": ev.job_id}, {"$setOnInsert": {"seq": 0, "user": ev.user, "app": ev.app}}, upsert=True
-        )
-        applied = await self.jobs.update(
-            {
-                "_id": ev.job_id,
-                "seq": {"$lt": ev.seq},
-                "state": {"$nin": [s.value for s in JobState if s.is_terminal]},
-            },
-            {"$set": {"state": ev.state.value, "seq": ev.seq, "elapsed_s": max(ev.elapsed_s, 0.0)}},
-        )
-        if applied:
-            if ev.state.is_terminal:  # its directory is final now: the next usage measures it again
-                for key in (ev.user, ALL_USERS):
-                    self._jobsizes.pop(key, None)
-            await self._mark_dirty(ev.user)
+        """One conditional upsert: a job not seen yet is inserted in this state; a known one changes
+        only if ``ev`` is newer and the job not final (else the upsert's insert collides on ``_id``)."""
+        with contextlib.suppress(DuplicateKeyError):  # stale, or the job is final: not applied
+            await self.jobs.update(
+                {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": _TERMINAL}},
+                {
+                    "$set": {"state": ev.state.value, "seq": ev.seq, "elapsed_s": max(ev.elapsed_s, 0.0)},
+                    "$setOnInsert": {"user": ev.user, "app": ev.app},
+                },
+                upsert=True,
+            )
+        # marked even when not applied: a retry after a lost answer must still get the usage published
+        if ev.state.is_terminal:  # its directory is final now: the next usage measures it again
+            for key in (ev.user, ALL_USERS):
+                self._jobsizes.pop(key, None)
+        self._mark_dirty(ev.user)
 
     async def on_file_uploaded(self, ev: FileUploaded) -> None:
         await self.files.update(
@@ -118,7 +123,7 @@ class Accounting(Service):
             {"$setOnInsert": {"user": ev.user, "size_bytes": ev.size_bytes, "deleted": False}},
             upsert=True,
         )
-        await self._mark_dirty(ev.user)
+        self._mark_dirty(ev.user)
 
     async def on_file_deleted(self, ev: FileDeleted) -> None:
         await self.files.update(
@@ -126,23 +131,41 @@ class Accounting(Service):
             {"$set": {"user": ev.user, "size_bytes": ev.size_bytes, "deleted": True}},
             upsert=True,
         )
-        await self._mark_dirty(ev.user)
+        self._mark_dirty(ev.user)
 
-    async def _mark_dirty(self, user: str) -> None:
-        for who in (user, ALL_USERS):
-            await self.usage.update(
-                {"_id": who}, {"$set": {"dirty": True}, "$setOnInsert": {"outbox": []}}, upsert=True
-            )
+    def _mark_dirty(self, user: str) -> None:
+        self._dirty.update((user, ALL_USERS))
 
     async def publish_dirty(self) -> None:
-        async for doc in self.usage.find({"dirty": True}):
-            who = doc.id
-            # clear the flag first: an event landing while we compute marks it dirty again
-            await self.usage.update({"_id": who}, {"$set": {"dirty": False}})
-            usage = await (self.platform_usage() if who == ALL_USERS else self.user_usage(who))
-            event = UsageUpdated(producer=self.name, correlation_id=f"usage:{who}", user=who, usage=usage)
-            await self.usage.update({"_id": who}, {"$set": {"current": usage}, "$push": outbox_push([event])})
-            await self.relay.flush(self.usage.raw, who)
+        """Recompute and publish each dirty user once (however many events marked it this round)."""
+        if not self._recounted:  # the marks of the process before this one are gone: everyone
+            known = await self._known_users()
+            self._dirty |= known | {ALL_USERS} if known else set()
+            self._recounted = True
+        # take the marks first: an event landing while we compute marks its user dirty again
+        dirty, self._dirty = self._dirty, set()
+        while dirty:
+            who = min(dirty)
+            try:
+                await self._publish_usage(who)
+            except BaseException:
+                self._dirty |= dirty  # this user and the rest: next round
+                raise
+            dirty.discard(who)
+
+    async def _publish_usage(self, who: str) -> None:
+        usage = await (self.platform_usage() if who == ALL_USERS else self.user_usage(who))
+        event = UsageUpdated(producer=self.name, correlation_id=f"usage:{who}", user=who, usage=usage)
+        queued = queue_claimed([event])
+        await self.usage.update({"_id": who}, {"$set": {"current": usage}, "$push": queued.push}, upsert=True)
+        await self.relay.flush(self.usage.raw, who, queued.entries)
+
+    async def _known_users(self) -> set[str]:
+        """Every user with a job or a file here (each event about a user stores one of those)."""
+        users: set[str] = set()
+        for docs in (self.jobs, self.files):
+            users.update(u for u in await docs.raw.distinct("user") if isinstance(u, str))
+        return users
 
     async def user_usage(self, user: str) -> dict[str, Any]:
         out = await self._job_counts({"user": user})
@@ -153,7 +176,7 @@ class Accounting(Service):
 
     async def platform_usage(self) -> dict[str, Any]:
         out = await self._job_counts({})
-        out["nusers"] = await self.usage.count({"_id": {"$ne": ALL_USERS}})
+        out["nusers"] = len(await self._known_users())
         out["datasize"] = await self._datasize({"deleted": False})
         out["jobsize"] = await self._jobsize(ALL_USERS, self.settings.jobs_dir)
         out["totsize"] = round(out["datasize"] + out["jobsize"], 3)

@@ -24,7 +24,7 @@ from cirasa.common.events import (
     new_id,
     utcnow,
 )
-from cirasa.common.outbox import OutboxRelay, outbox_push
+from cirasa.common.outbox import OutboxRelay, queue_claimed
 from cirasa.common.store.documents import Documents
 from cirasa.gateway.documents import Job
 from cirasa.gateway.quotas import Quotas
@@ -102,6 +102,7 @@ class Reproposal:
 
     async def _change(self, job: Job, update: dict[str, Any], events: list[Event]) -> int:
         """Apply ``update`` with ``events`` if the job is still as read (another replica may act)."""
+        queued = queue_claimed(events)
         applied = await self._jobs.update(
             {
                 "_id": job.id,
@@ -110,8 +111,8 @@ class Reproposal:
                 "checked_at": job.checked_at,
                 "reproposed": job.reproposed,
             },
-            {**update, "$push": outbox_push(events)},
+            {**update, "$push": queued.push},
         )
         if applied:
-            await self._relay.flush(self._jobs.raw, job.id)
+            await self._relay.flush(self._jobs.raw, job.id, queued.entries)
         return int(applied)

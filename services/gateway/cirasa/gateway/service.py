@@ -33,7 +33,7 @@ from cirasa.common.events import (
     new_id,
     utcnow,
 )
-from cirasa.common.outbox import outbox_entries, outbox_push
+from cirasa.common.outbox import queue_claimed
 from cirasa.common.paths import safe_user
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.store import Document
@@ -159,6 +159,7 @@ class Gateway(Service):
             file_id=file_id,
             size_bytes=received.size_bytes,
         )
+        queued = queue_claimed([uploaded])
         file = StoredFile(
             id=file_id,
             fileid=file_id,
@@ -172,7 +173,7 @@ class Gateway(Service):
             metadata="",
             tag=received.tag,
             deleted=False,
-            outbox=outbox_entries([uploaded]),
+            outbox=queued.entries,
         )
         try:
             await self.files.insert(file)
@@ -180,7 +181,7 @@ class Gateway(Service):
             dest.unlink(missing_ok=True)
             await self.quotas.give_back(user, size=received.size_bytes)
             raise
-        await self.relay.flush(self.files.raw, file_id)
+        await self.relay.flush(self.files.raw, file_id, queued.entries)
         return file
 
     async def find_file(self, user: str, file_id: str) -> StoredFile | None:
@@ -195,15 +196,16 @@ class Gateway(Service):
         event = FileDeleted(
             producer=self.name, correlation_id=file.id, user=user, file_id=file.id, size_bytes=file.size_bytes
         )
+        queued = queue_claimed([event])
         deleted = await self.files.update(
             {"_id": file.id, "deleted": False},
-            {"$set": {"deleted": True, "deleted_at": utcnow()}, "$push": outbox_push([event])},
+            {"$set": {"deleted": True, "deleted_at": utcnow()}, "$push": queued.push},
         )
         if not deleted:
             return False
         (self.settings.data_dir / file.relpath).unlink(missing_ok=True)
         await self.quotas.give_back(user, size=file.size_bytes)
-        await self.relay.flush(self.files.raw, file.id)
+        await self.relay.flush(self.files.raw, file.id, queued.entries)
         return True
 
     # --- jobs -----------------------------------------------------------------------------
@@ -225,6 +227,7 @@ class Gateway(Service):
             auto_accept=self.settings.gateway.auto_accept,
             tag=new.tag if isinstance(new.tag, str) else str(new.tag),
         )
+        queued = queue_claimed([proposal])
         job = Job(
             id=job_id,
             job_id=job_id,
@@ -242,7 +245,7 @@ class Gateway(Service):
             exit_code=-1,
             elapsed_time=0.0,
             platform=None,
-            outbox=outbox_entries([proposal]),
+            outbox=queued.entries,
             proposal=proposal.model_dump(mode="json"),
             checked_at=utcnow(),
             reproposed=0,
@@ -259,7 +262,7 @@ class Gateway(Service):
         except Exception:
             await self.quotas.give_back(user, jobs=1)
             raise
-        await self.relay.flush(self.jobs.raw, job_id)  # if the broker is away, the sweep publishes it
+        await self.relay.flush(self.jobs.raw, job_id, queued.entries)  # if the broker is away: the sweep
         return job
 
     async def find_job(self, user: str, job_id: str) -> Job | None:
@@ -272,10 +275,11 @@ class Gateway(Service):
 
     async def request_cancel(self, user: str, job: Job) -> None:
         event = CancelRequested(producer=self.name, correlation_id=job.id, user=user, job_id=job.id)
+        queued = queue_claimed([event])
         await self.jobs.update(
-            {"_id": job.id}, {"$set": {"cancel_requested_at": utcnow()}, "$push": outbox_push([event])}
+            {"_id": job.id}, {"$set": {"cancel_requested_at": utcnow()}, "$push": queued.push}
         )
-        await self.relay.flush(self.jobs.raw, job.id)
+        await self.relay.flush(self.jobs.raw, job.id, queued.entries)
 
     def job_dir(self, job: Job) -> Path:
         return self.settings.jobs_dir / safe_user(job.user) / f"job_{job.id}"

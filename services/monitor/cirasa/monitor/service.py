@@ -31,7 +31,7 @@ from cirasa.common.events import (
     utcnow,
 )
 from cirasa.common.metrics import BACKEND_ERRORS, JOB_TRANSITIONS, JOBS_ACTIVE, START_DELAY, SUBMIT_TO_START
-from cirasa.common.outbox import outbox_push
+from cirasa.common.outbox import queue_claimed
 from cirasa.common.paths import resolve_under
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
@@ -251,9 +251,10 @@ class Monitor(Service):
         }
         if status.started_at is not None:
             changes["started_at"] = status.started_at
+        queued = queue_claimed([event])
         applied = await self.jobs.update(
             {"_id": doc.id, "seq": doc.seq, "state": {"$in": ACTIVE}},
-            {"$set": changes, "$push": outbox_push([event])},
+            {"$set": changes, "$push": queued.push},
         )
         if not applied:
             return None  # another replica got there first, or the job is already final
@@ -269,7 +270,7 @@ class Monitor(Service):
                     max((started - as_utc(doc.not_before)).total_seconds(), 0)
                 )
         self.log.info("job.state_changed", job_id=doc.id, state=status.state.value, seq=seq)
-        await self.relay.flush(self.jobs.raw, doc.id)
+        await self.relay.flush(self.jobs.raw, doc.id, queued.entries)
         return doc.model_copy(update=changes)
 
     def _backend(self, platform: str | None) -> Backend:

@@ -10,7 +10,7 @@ from pymongo.errors import DuplicateKeyError
 
 from cirasa.common.events import Event, JobSubmitted, OfferMade, OfferStateChanged, TaskProposed, utcnow
 from cirasa.common.metrics import OFFERS
-from cirasa.common.outbox import OutboxRelay, outbox_push
+from cirasa.common.outbox import OutboxRelay, queue_claimed
 from cirasa.common.store import Collection
 from cirasa.common.store.documents import Documents
 from cirasa.planner.documents import Offer, Proposal, ProposalState
@@ -65,8 +65,9 @@ class Proposals:
         update: dict[str, Any] = {"$inc": {"version": 1}}
         if changes:
             update["$set"] = doc.model_copy(update=changes).model_dump(include=set(changes))
+        queued = queue_claimed(events)
         if events:
-            update["$push"] = outbox_push(events)
+            update["$push"] = queued.push
         if not await self.docs.update({"_id": doc.id, "version": doc.version}, update):
             return False
         for name, value in changes.items():
@@ -74,7 +75,7 @@ class Proposals:
         doc.version += 1
         if events:
             _count_offers(doc, events)
-            await self._relay.flush(self.docs.raw, doc.id)
+            await self._relay.flush(self.docs.raw, doc.id, queued.entries)
         return True
 
     def envelope(self, cause: Event) -> Envelope:

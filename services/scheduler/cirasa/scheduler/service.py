@@ -22,7 +22,7 @@ from cirasa.backends.base import (
 from cirasa.backends.factory import make_backend
 from cirasa.common.events import CancelRequested, JobDispatched, JobSubmitted, as_utc, utcnow
 from cirasa.common.metrics import BACKEND_ERRORS
-from cirasa.common.outbox import outbox_push
+from cirasa.common.outbox import queue_claimed
 from cirasa.common.paths import job_dir_for, resolve_under
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
@@ -256,7 +256,8 @@ class Scheduler(Service):
             canceled=canceled,
         )
         state = "CANCELED" if canceled else ("FAILED" if error else "DISPATCHED")
-        await self.dispatches.update(
+        queued = queue_claimed([event])
+        applied = await self.dispatches.update(
             {"_id": ev.job_id, "state": doc.state},
             {
                 "$set": {
@@ -265,10 +266,11 @@ class Scheduler(Service):
                     "error": error,
                     "dispatched_at": utcnow(),
                 },
-                "$push": outbox_push([event]),
+                "$push": queued.push,
             },
         )
-        await self.relay.flush(self.dispatches.raw, ev.job_id)
+        if applied:  # else another dispatcher wrote (and publishes) its own outcome
+            await self.relay.flush(self.dispatches.raw, ev.job_id, queued.entries)
         if state == "DISPATCHED":
             # a cancel may have arrived while the backend call was in flight
             fresh = await self.dispatches.get(ev.job_id)

@@ -81,11 +81,11 @@ async def propose(request: Request, gateway: Gateway, user: str, direct: bool) -
         offerset_id = await gateway.idempotency.target_for(key, user, route, body)
         try:
             offerset = await broker.propose(user, parsed, files, body, direct, offerset_id)
+            await gateway.relay.flush(broker.offersets.raw, offerset.id, offerset.outbox)  # or the sweep
         except DuplicateKeyError:  # a concurrent retry with the same key made it
             offerset = await broker.offerset(user, offerset_id)
             if offerset is None:
                 raise
-        await gateway.relay.flush(broker.offersets.raw, offerset.id)  # or the outbox sweep, later
     offerset_id = offerset.id
 
     async def answered() -> OfferSet | None:
@@ -198,8 +198,8 @@ async def update_session(request: Request, session_id: str, gateway: GatewayDep,
         raise NotFound(f"no session {session_id}")
     check_decision(session, value)
     asked_at = utcnow() - timedelta(milliseconds=1)
-    await gateway.broker.decide(session, value)
-    await gateway.relay.flush(gateway.broker.sessions.raw, session_id)
+    written = await gateway.broker.decide(session, value)
+    await gateway.relay.flush(gateway.broker.sessions.raw, session_id, written)
     current = await settled(gateway, session, value, asked_at)
     return respond(request, render_session(current, await request_of(gateway, current), base_url(request)))
 

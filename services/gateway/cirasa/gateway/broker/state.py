@@ -30,7 +30,7 @@ from cirasa.common.events import (
     as_utc,
     utcnow,
 )
-from cirasa.common.outbox import outbox_entries, outbox_push
+from cirasa.common.outbox import Entry, queue_claimed
 from cirasa.common.store import Database
 from cirasa.common.store.documents import Documents
 from cirasa.gateway.broker.request import ParsedRequest
@@ -88,7 +88,7 @@ class BrokerState:
             offer_ids=[],
             outbox=[]
             if parsed.no
-            else outbox_entries([self.proposal(user, parsed, files, direct, proposal_id)]),
+            else queue_claimed([self.proposal(user, parsed, files, direct, proposal_id)]).entries,
         )
         await self.offersets.insert(offerset)
         return offerset
@@ -112,18 +112,21 @@ class BrokerState:
             inputs=[InputFile(file_id=f.id, relpath=f.relpath, size_bytes=f.size_bytes) for f in files],
         )
 
-    async def decide(self, session: Session, value: str) -> None:
-        """Queue the event for a client's phase update (validated by the caller)."""
+    async def decide(self, session: Session, value: str) -> list[Entry]:
+        """Queue the event for a client's phase update (validated by the caller); returns the entries
+        written, for ``relay.flush``."""
         event: Event
         env = {"producer": self.producer, "correlation_id": session.offerset_id, "user": session.user}
         if session.offer_state == "OFFERED":
             event = OfferDecision(**env, offer_id=session.id, decision=value)
         else:
             event = CancelRequested(**env, job_id=session.job_id, reason="Session cancelled by its owner")
+        queued = queue_claimed([event])
         await self.sessions.update(
             {"_id": session.id},
-            {"$set": {"pending": {"value": value, "at": utcnow()}}, "$push": outbox_push([event])},
+            {"$set": {"pending": {"value": value, "at": utcnow()}}, "$push": queued.push},
         )
+        return queued.entries
 
     # --- reads ----------------------------------------------------------------------------
 
