@@ -433,6 +433,9 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    if not args.wrk:  # not on the PATH: install Debian's (as root), or say how
+        subprocess.run(["bash", str(HERE.parent / "scripts" / "ensure-wrk.sh")], check=False)
+        args.wrk = shutil.which("wrk")
     if not args.wrk or not Path(args.wrk).exists():
         parser.exit(2, "bench/side_by_side needs wrk, the HTTP load generator: apt-get install wrk\n")
     return args
