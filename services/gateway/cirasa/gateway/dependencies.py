@@ -10,8 +10,9 @@ from cirasa.gateway.auth import current_user
 from cirasa.gateway.service import Gateway
 
 
-def get_gateway(request: Request) -> Gateway:
-    """The service ``create_app`` put on the app's state."""
+async def get_gateway(request: Request) -> Gateway:
+    """The service ``create_app`` put on the app's state (a coroutine: FastAPI runs a plain function
+    dependency in a worker thread, a thread hop on every request)."""
     return cast(Gateway, request.app.state.gateway)
 
 
