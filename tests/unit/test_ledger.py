@@ -113,3 +113,38 @@ async def test_bookings_of_an_earlier_release_are_moved_to_booking_documents() -
     raw = await db["platforms"].find_one({"_id": "p"})
     assert raw is not None and "bookings" not in raw
     assert not await book.book("p", booking("big", 14, 0, 10))  # the old booking still holds its cores
+
+
+def test_peak_and_earliest_start_agree_with_a_minute_by_minute_count() -> None:
+    rng = random.Random(11)
+    for _ in range(60):
+        books = []
+        for i in range(rng.randint(0, 12)):
+            start = rng.randrange(0, 120)
+            books.append(booking(f"b{i}", rng.randint(1, 4), start, start + rng.randint(0, 40)))
+        calendar = Calendar(books)
+
+        def used(minute: int, books: list[Booking] = books) -> int:
+            t = T0 + timedelta(minutes=minute)
+            return sum(b.cores for b in books if b.start <= t < b.end)
+
+        a, b = sorted(rng.sample(range(-5, 170), 2))
+        assert calendar.peak(T0 + timedelta(minutes=a), T0 + timedelta(minutes=b))[0] == max(
+            used(m) for m in range(a, b)
+        )
+        need, length, total = rng.randint(1, 6), rng.randint(1, 30), 6
+        first, last = sorted(rng.sample(range(0, 150), 2))
+        expected = next(
+            (s for s in range(first, last + 1) if all(used(m) + need <= total for m in range(s, s + length))),
+            None,
+        )
+        found = calendar.earliest_start(
+            total,
+            10**6,
+            need,
+            0,
+            timedelta(minutes=length),
+            T0 + timedelta(minutes=first),
+            T0 + timedelta(minutes=last),
+        )
+        assert found == (None if expected is None else T0 + timedelta(minutes=expected))

@@ -158,13 +158,17 @@ class Calendar:
         return (self.cores[i], self.memory[i]) if i >= 0 else (0, 0)
 
     def peak(self, start: datetime, end: datetime) -> tuple[int, int]:
-        """Most cores and memory booked at any instant of ``[start, end)``."""
-        top_c = top_m = 0
-        for when, _, cores, mem in self._iter(start):
-            if when >= end:
-                break
-            top_c, top_m = max(top_c, cores), max(top_m, mem)
-        return top_c, top_m
+        """Most cores and memory booked at any instant of ``[start, end)``: two binary searches and a
+        ``max`` over the steps in between."""
+        if start >= end:
+            return 0, 0
+        i = bisect_right(self.times, start) - 1  # the step in force at ``start`` (-1: none yet, zero)
+        j = bisect_left(self.times, end)  # the steps starting before ``end``
+        lo = max(i, 0)
+        if j <= lo:
+            return (self.cores[i], self.memory[i]) if i >= 0 else (0, 0)
+        floor = 0 if i < 0 else self.cores[i]
+        return max(floor, *self.cores[lo:j]), max(0 if i < 0 else self.memory[i], *self.memory[lo:j])
 
     def earliest_start(
         self,
@@ -179,20 +183,25 @@ class Calendar:
         """The earliest start in ``[window_start, window_end]`` where a booking fits its whole duration."""
         if cores > total_cores or memory_mib > total_mib or window_end < window_start:
             return None
-        run_start: datetime | None = None
-        for when, end, used_c, used_m in self._iter(window_start):
-            if used_c + cores > total_cores or used_m + memory_mib > total_mib:
+        times, booked_c, booked_m = self.times, self.cores, self.memory
+        max_c, max_m, n = total_cores - cores, total_mib - memory_mib, len(times)
+        k = bisect_right(times, window_start) - 1  # the step in force at the window's start
+        when, run_start, run_until = window_start, None, window_start
+        while True:
+            fits = k < 0 or (booked_c[k] <= max_c and booked_m[k] <= max_m)
+            if when > window_end and (run_start is None or not fits):
+                return None  # no run of free capacity starts inside the window
+            if not fits:
                 run_start = None
-                if when > window_end:
-                    return None
-                continue
-            if run_start is None:
-                if when > window_end:
-                    return None
-                run_start = when
-            if end is None or end - run_start >= duration:
-                return run_start
-        return None
+            else:
+                if run_start is None:
+                    run_start, run_until = when, when + duration
+                if k + 1 >= n or times[k + 1] >= run_until:
+                    return run_start
+            k += 1
+            if k >= n:
+                return None
+            when = times[k]
 
 
 def usage_steps(bookings: Iterable[Booking], since: datetime) -> list[Step]:
