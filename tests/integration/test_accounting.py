@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cirasa.accounting.service import Accounting
+from cirasa.accounting.service import PLATFORM_USAGE_EVERY_S, Accounting
 from cirasa.cli.runtime import build_service
 from cirasa.common.bus import MemoryBroker
 from cirasa.common.events import JobState, JobStateChanged, JobSubmitted, Resources, UsageUpdated
@@ -32,7 +32,12 @@ async def test_usage_counts_every_outcome(memory_stack: Stack, fits_image: Path)
     assert usage["njobs_pending"] == 0 and usage["njobs_running"] == 0
     assert usage["job_completed_runtime"] >= 0.3 and usage["job_runtime"] >= usage["job_completed_runtime"]
     assert usage["datasize"] > 0 and usage["jobsize"] > 0
-    stats = (await memory_stack.client.get(f"{API}/appstats")).json()
+
+    async def platform_settled() -> dict[str, Any] | None:  # recomputed every few seconds only
+        stats = (await memory_stack.client.get(f"{API}/appstats")).json()
+        return stats if stats.get("njobs_completed") == 1 and stats.get("njobs_aborted") == 1 else None
+
+    stats = await wait_for(platform_settled, 20, "the platform's usage to count all three jobs")
     assert stats["nusers"] == 1 and stats["njobs"] == 3
     assert stats["avg_completed_job_runtime"] == stats["job_completed_runtime"]
 
@@ -124,3 +129,24 @@ async def test_usage_is_published_once_per_user_and_round_and_again_after_a_rest
     assert sorted(usage_published(broker)) == ["*", "ann", "bob"]
     usage = await restarted.usage.get("*")
     assert usage is not None and usage.current["nusers"] == 2 and usage.current["njobs_completed"] == 1
+
+
+async def test_the_platform_usage_is_recomputed_every_few_seconds_and_never_dropped(
+    settings: Settings, monkeypatch: Any
+) -> None:
+    broker = MemoryBroker()
+    service = accounting(settings, broker)
+    clock = [1000.0]
+    monkeypatch.setattr("cirasa.accounting.service.time.monotonic", lambda: clock[0])
+    await service.on_job_state_changed(changed("j", 1, JobState.RUNNING))
+    await service.publish_dirty()
+    assert sorted(usage_published(broker)) == ["*", "ann"]
+    broker.published.clear()
+    await service.on_job_state_changed(changed("j", 2, JobState.SUCCESS))
+    await service.publish_dirty()
+    assert usage_published(broker) == ["ann"]  # the platform's sum waits ...
+    clock[0] += PLATFORM_USAGE_EVERY_S
+    await service.publish_dirty()
+    assert usage_published(broker) == ["ann", "*"]  # ... and comes, with no new event
+    usage = await service.usage.get("*")
+    assert usage is not None and usage.current["njobs_completed"] == 1

@@ -88,4 +88,6 @@ def test_upload_run_follow_and_fetch(processes: ProcessStack, fits_image: Path) 
         while (usage := accounting()) is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert usage is not None and usage["njobs"] == 1 and usage["datasize"] > 0
+        while http.get("/appstats").json().get("nusers") != 1 and time.monotonic() < deadline + 10:
+            time.sleep(0.2)  # the platform's usage is recomputed every few seconds only
         assert http.get("/appstats").json()["nusers"] == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
 
 JOBSIZE_REFRESH_S = 60.0
+PLATFORM_USAGE_EVERY_S = 5.0  # the platform-wide usage (every job, every file) is recomputed this often
 
 _TERMINAL = [s.value for s in JobState if s.is_terminal]
 _STATE_FIELDS = {
@@ -59,6 +61,7 @@ class Accounting(Service):
         self._jobsizes: dict[str, tuple[float, float]] = {}
         self._dirty: set[str] = set()  # users whose usage is to be published again
         self._recounted = False  # every user is recomputed once after a start
+        self._platform_at = -math.inf  # when the platform-wide usage was last computed (monotonic)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
@@ -144,6 +147,12 @@ class Accounting(Service):
             self._recounted = True
         # take the marks first: an event landing while we compute marks its user dirty again
         dirty, self._dirty = self._dirty, set()
+        now = time.monotonic()
+        if ALL_USERS in dirty and now - self._platform_at < PLATFORM_USAGE_EVERY_S:
+            dirty.discard(ALL_USERS)  # the platform's figures sum every job: at most every few seconds
+            self._dirty.add(ALL_USERS)
+        elif ALL_USERS in dirty:
+            self._platform_at = now
         while dirty:
             who = min(dirty)
             try:
