@@ -91,7 +91,7 @@ async def test_consumer_killed_mid_handler_is_redelivered_and_applied_once(
     await asyncio.wait_for(wrote.wait(), timeout=10)
     # kill: the connection drops with the message unacked, the process's tasks die with it
     assert isinstance(doomed.bus, RabbitBus)
-    connection = doomed.bus.broker._connection
+    connection = doomed.bus.connection
     assert connection is not None
     await connection.close()
     for task in doomed._tasks:

@@ -26,7 +26,7 @@ def build_docs_app() -> FastStream:
         description="Events exchanged by the CIRASA services over one durable topic exchange. "
         "Every event carries the envelope fields of Event.",
     )
-    return FastStream(docs.broker, specification=spec)
+    return FastStream(docs.contract.broker, specification=spec)
 
 
 def asyncapi_document() -> str:

@@ -1,24 +1,36 @@
-"""The real bus: FastStream's RabbitBroker over one durable topic exchange.
+"""The real bus: aio-pika over one durable topic exchange; FastStream describes it (AsyncAPI).
 
 * one durable topic exchange (``cirasa.events``); routing keys name the event;
 * one durable queue per (service, event), dead-lettering to ``<exchange>.dlx`` → ``<exchange>.dead-letter``;
-* persistent messages and publisher confirms: ``publish`` returns after the broker's ack;
+* persistent messages and publisher confirms: ``publish`` returns after the broker's ack, and many
+  publishes may wait for theirs at once on the one channel;
 * manual ack after the handler; a handler failure requeues, a poison message is dead-lettered
   with the error in the ``x-error`` header;
-* aio-pika's robust connection reconnects and re-declares the topology by itself.
+* aio-pika's robust connection reconnects and re-declares the topology and the consumers by itself.
+
+Messages are consumed with aio-pika directly: FastStream's subscriber path (middlewares, dependency
+injection, a worker-thread hop for its context) cost a consuming service about as much CPU as the
+handlers themselves. FastStream's broker object still names every publisher and subscriber, so
+``cirasa asyncapi`` documents exactly this topology.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from functools import partial
+from typing import Any
 
 import aio_pika
 import structlog
-from faststream import AckPolicy
-from faststream._internal.context import Context  # the class behind faststream.Context()
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
-from faststream.rabbit.message import RabbitMessage
-from faststream.rabbit.schemas import Channel
+from faststream.rabbit.annotations import RabbitMessage
 
 from cirasa.common.bus.base import Bus, Outcome, Subscription
 from cirasa.common.events import EVENT_TYPES, Event
@@ -27,14 +39,7 @@ from cirasa.common.store import Inbox
 
 log = structlog.get_logger(__name__)
 
-
-class InLoopContext(Context):
-    """FastStream's ``Context``, resolved on the event loop. Its own ``use`` is a plain function, which
-    FastDepends runs in a worker thread for every message (a thread hop per delivery, measured at a
-    tenth of a consuming service's CPU); a coroutine it awaits in place."""
-
-    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        return Context.use(self, **kwargs)
+GRACEFUL_STOP_S = 10.0  # how long stop() lets the handlers in flight finish before closing
 
 
 def dead_letter_names(exchange: str) -> tuple[str, str]:
@@ -51,98 +56,96 @@ class RabbitBus(Bus):
         prefetch: int = 32,
     ) -> None:
         super().__init__(service, exchange, inbox)
-        self.broker = RabbitBroker(
-            amqp_url,
-            reconnect_interval=1.0,
-            graceful_timeout=10.0,
-            default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
-            logger=None,
-        )
-        self._exchange = RabbitExchange(exchange, type=ExchangeType.TOPIC, durable=True)
-        dlx_name, dlq_name = dead_letter_names(exchange)
-        self._dlx = RabbitExchange(dlx_name, type=ExchangeType.FANOUT, durable=True)
-        self._dlq = RabbitQueue(dlq_name, durable=True)
-        self._publishers = {
-            cls.routing_key: self.broker.publisher(
-                routing_key=cls.routing_key,
-                exchange=self._exchange,
-                persist=True,
-                title=cls.routing_key,
-                description=(cls.__doc__ or "").strip(),
-                schema=cls,
-            )
-            for cls in EVENT_TYPES.values()
-        }
-        self._started = False
         self._amqp_url = amqp_url
-        self._probe: aio_pika.abc.AbstractRobustConnection | None = None
+        self._prefetch = prefetch
+        self.contract = _Contract(amqp_url, exchange)
+        self.connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._events: AbstractExchange | None = None
+        self._dlx: AbstractExchange | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     def subscribe(self, event_cls: type[Any], handler: Any) -> None:
         super().subscribe(event_cls, handler)
         self.register_as(self.service, self.subscriptions[-1])
 
     def register_as(self, service: str, sub: Subscription[Any]) -> None:
-        """Declare a consumer for ``sub`` (``service`` only names it in the AsyncAPI document)."""
-        queue = RabbitQueue(
-            sub.queue,
-            durable=True,
-            routing_key=sub.event_cls.routing_key,
-            arguments={"x-dead-letter-exchange": self._dlx.name},
-        )
+        """Describe ``sub`` as ``service``'s consumer in the AsyncAPI document."""
+        self.contract.describe_subscriber(service, sub)
 
-        async def on_message(msg: Annotated[RabbitMessage, InLoopContext("message")]) -> None:
-            outcome = await self.consume(sub, msg.body, msg.raw_message.routing_key or "")
+    async def start(self) -> None:
+        self.connection = await aio_pika.connect_robust(
+            self._amqp_url, client_properties={"connection_name": self.service}
+        )
+        channel = await self.connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        dlx_name, dlq_name = dead_letter_names(self.exchange)
+        self._dlx = await channel.declare_exchange(dlx_name, aio_pika.ExchangeType.FANOUT, durable=True)
+        dlq = await channel.declare_queue(dlq_name, durable=True)
+        await dlq.bind(self._dlx, routing_key="#")
+        self._events = await channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._channel = channel
+        for sub in self.subscriptions:
+            queue = await channel.declare_queue(
+                sub.queue, durable=True, arguments={"x-dead-letter-exchange": dlx_name}
+            )
+            await queue.bind(self._events, routing_key=sub.event_cls.routing_key)
+            tag = await queue.consume(partial(self._on_message, sub))
+            self._consumers.append((queue, tag))
+
+    async def _on_message(self, sub: Subscription[Any], msg: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            outcome = await self.consume(sub, msg.body, msg.routing_key or "")
             if outcome is Outcome.RETRY:
                 await msg.nack(requeue=True)
             else:
                 await msg.ack()
-
-        on_message.__name__ = f"on_{sub.event_cls.__name__}"
-        self.broker.subscriber(
-            queue,
-            self._exchange,
-            ack_policy=AckPolicy.MANUAL,
-            title=f"{service}:{sub.event_cls.routing_key}",
-            description=f"{service} consumes {sub.event_cls.__name__}",
-        )(on_message)
-
-    async def start(self) -> None:
-        await self.broker.connect()
-        await self._declare_dead_letter()
-        await self.broker.start()
-        self._started = True
-
-    async def _declare_dead_letter(self) -> None:
-        dlx = await self.broker.declare_exchange(self._dlx)
-        dlq = await self.broker.declare_queue(self._dlq)
-        await dlq.bind(dlx, routing_key="#")
-        await self.broker.declare_exchange(self._exchange)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
 
     async def stop(self) -> None:
-        if self._probe is not None:
-            await self._probe.close()
-            self._probe = None
-        if self._started:
-            await self.broker.stop()
-            self._started = False
+        """Stop consuming, let the handlers in flight finish (unacked ones come back), then close."""
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception as exc:  # the channel is gone already: nothing more will arrive
+                log.debug("bus.cancel_failed", queue=queue.name, error=repr(exc))
+        self._consumers.clear()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=GRACEFUL_STOP_S)
+        if self.connection is not None:
+            await self.connection.close()
+        self.connection = self._channel = self._events = self._dlx = None
 
     async def publish(self, event: Event) -> None:
-        await self._publishers[event.routing_key].publish(
+        if self._events is None:
+            raise ConnectionError(f"{self.service}: the bus is not started")
+        message = aio_pika.Message(
             event.model_dump_json().encode(),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=event.event_id,
             correlation_id=event.correlation_id,
-            message_type=event.type,
+            type=event.type,
             content_type="application/json",
             headers={"x-event-version": event.version, "x-producer": event.producer},
         )
+        # mandatory=False: an event no service subscribes to is dropped, as a topic exchange does
+        await self._events.publish(message, routing_key=event.routing_key, mandatory=False)
         EVENTS_PUBLISHED.labels(self.service, event.type).inc()
 
     async def dead_letter(self, body: bytes, routing_key: str, queue: str, error: str) -> None:
-        await self.broker.publish(
+        if self._dlx is None:
+            raise ConnectionError(f"{self.service}: the bus is not started")
+        message = aio_pika.Message(
             body,
-            exchange=self._dlx,
-            routing_key=routing_key,
-            persist=True,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             content_type="application/json",
             headers={
                 "x-error": error[:2000],
@@ -151,21 +154,14 @@ class RabbitBus(Bus):
                 "x-service": self.service,
             },
         )
+        await self._dlx.publish(message, routing_key=routing_key, mandatory=False)
 
     async def queue_depths(self) -> dict[str, int]:
-        """A passive declare per queue: RabbitMQ answers with its message count and changes nothing.
-
-        It goes through a connection of its own: channels opened beside FastStream's on its connection
-        can collide with the ones it manages and make the broker close the whole connection.
-        """
-        if not self.subscriptions:
+        """A passive declare per queue: RabbitMQ answers with its message count and changes nothing."""
+        if not self.subscriptions or self.connection is None:
             return {}
-        if self._probe is None or self._probe.is_closed:
-            self._probe = await aio_pika.connect_robust(
-                self._amqp_url, client_properties={"connection_name": f"{self.service}-queue-depths"}
-            )
         depths: dict[str, int] = {}
-        channel = await self._probe.channel()
+        channel = await self.connection.channel()
         try:
             for sub in self.subscriptions:
                 queue = await channel.declare_queue(sub.queue, passive=True)
@@ -176,5 +172,42 @@ class RabbitBus(Bus):
 
     @property
     def connected(self) -> bool:
-        connection = getattr(self.broker, "_connection", None)
-        return bool(self._started and connection is not None and connection.connected.is_set())
+        connection = self.connection
+        return bool(connection is not None and not connection.is_closed and connection.connected.is_set())
+
+
+class _Contract:
+    """The topology as FastStream's broker object, never connected: what ``cirasa asyncapi`` renders."""
+
+    def __init__(self, amqp_url: str, exchange: str) -> None:
+        self.broker = RabbitBroker(amqp_url, logger=None)
+        self._exchange = RabbitExchange(exchange, type=ExchangeType.TOPIC, durable=True)
+        self._dlx_name = dead_letter_names(exchange)[0]
+        for cls in EVENT_TYPES.values():
+            self.broker.publisher(
+                routing_key=cls.routing_key,
+                exchange=self._exchange,
+                persist=True,
+                title=cls.routing_key,
+                description=(cls.__doc__ or "").strip(),
+                schema=cls,
+            )
+
+    def describe_subscriber(self, service: str, sub: Subscription[Any]) -> None:
+        queue = RabbitQueue(
+            sub.queue,
+            durable=True,
+            routing_key=sub.event_cls.routing_key,
+            arguments={"x-dead-letter-exchange": self._dlx_name},
+        )
+
+        async def on_message(msg: RabbitMessage) -> None:  # documentation only: never called
+            raise NotImplementedError
+
+        on_message.__name__ = f"on_{sub.event_cls.__name__}"
+        self.broker.subscriber(
+            queue,
+            self._exchange,
+            title=f"{service}:{sub.event_cls.routing_key}",
+            description=f"{service} consumes {sub.event_cls.__name__}",
+        )(on_message)
