@@ -16,10 +16,26 @@ a check request sees it end ABORTED, so only the submit path is measured. ``bare
 publish into the same two durable queues (the planner's and accounting's ``task.proposed``), so the
 broker does the same work for both. Every run uses a fresh exchange, deleted afterwards with its queues.
 
-Per run: req/s, latency p50/p99, non-2xx count, messages left in the run's queues at the end, and the
-CPU seconds per 1,000 requests of every service process, the baseline, RabbitMQ's ``beam.smp`` (the
-whole broker: other users of it count too) and wrk itself. At the end: each target's median over the
-rounds and its ratio to the baseline's median over the same rounds.
+Status lag (issue 14: a JobStateChanged visible in the caesar status within 1 s at p95 under load):
+on the targets where the job reaches a final state (``five`` and ``dev``), a probe runs beside the
+measured wrk run, in a thread of this process with its own event loop and httpx client. Every 100 ms
+it submits one job of its own (the load's body, to the same URL, as the check job is), and its lag is
+the time from the 202 coming back to the first final state (ABORTED, SUCCESS, FAILURE, ...) read from
+``GET /caesar/api/v1.0/job/{job_id}/status``. To stay light whatever the lag, one poller reads the
+status of the oldest unfinished probe job every 20 ms and, once that one is final, goes straight on to
+the next: ~10 submissions and ~50 status reads a second (jobs end in about the order they came, so
+each is seen within a read of its end; one ending before an older one is seen late, an upper bound).
+A job not final 10 s after its 202 is a timeout and counts as 10 s in the percentiles. When wrk ends
+the probe stops submitting and waits for its jobs (each still capped at 10 s); Ctrl-C stops it at once.
+wrk counts only its own requests; the probe's add a little to the services' CPU seconds per 1,000
+(``--no-lag-probe`` leaves it out, to compare).
+
+Per run: req/s, latency p50/p99, non-2xx count, messages left in the run's queues at the end, the
+status lag p50/p95/max (with the probe's jobs, timeouts, errors and status reads), and the CPU seconds
+per 1,000 requests of every service process, the baseline, RabbitMQ's ``beam.smp`` (the whole broker:
+other users of it count too) and wrk itself. At the end: each target's median over the rounds (lag:
+the median of the runs' p95) and its ratio to the baseline's median over the same rounds, against
+issue 14's goals. ``--json`` writes every run's figures, the lag's included (``lag_p95_ms`` ...).
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -34,9 +51,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +65,7 @@ import httpx
 
 from cirasa.cli.launcher import ProcessStack, free_port, stack_env, wait_http
 from cirasa.cli.runtime import SERVICES
-from cirasa.common.events import EVENT_TYPES
+from cirasa.common.events import EVENT_TYPES, TERMINAL_STATES
 
 API = "/caesar/api/v1.0"
 HERE = Path(__file__).resolve().parent
@@ -55,7 +74,22 @@ TARGETS = ("bare", "gateway", "five", "dev")
 PROPOSAL_CONSUMERS = ("planner", "accounting")  # who consumes task.proposed in the real topology
 PLATFORM_MAX_S = 300  # the platform's longest job ...
 WALLTIME_S = 600  # ... and what every benchmark job asks for: the planner refuses it
-GOALS = {"gateway": (0.8, None), "five": (0.5, 100.0)}  # issue 14: ratio to bare, p99 ms
+PROBE_EVERY_S = 0.1  # the status-lag probe submits a job this often ...
+POLL_EVERY_S = 0.02  # ... reads a status this often ...
+LAG_CAP_S = 10.0  # ... and gives a job this long to show its final state (then: a timeout)
+PROBE_HTTP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Goal:
+    """Issue 14's goals for a target (None: no goal on that figure)."""
+
+    min_ratio: float  # req/s as a fraction of bare's
+    max_p99_ms: float | None = None
+    max_lag_p95_ms: float | None = None  # a JobStateChanged visible in the caesar status
+
+
+GOALS = {"gateway": Goal(0.8), "five": Goal(0.5, max_p99_ms=100.0, max_lag_p95_ms=1000.0)}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -85,6 +119,13 @@ class Run:
     cpu_per_1k: dict[str, float]
     check: str = ""
     load: float = 0.0  # the machine's 1-minute load average at the end: other work skews the figures
+    probes: int = 0  # the status-lag probe (none where no job ends: bare, gateway)
+    lag_p50_ms: float | None = None
+    lag_p95_ms: float | None = None
+    lag_max_ms: float | None = None
+    lag_timeouts: int = 0
+    probe_errors: int = 0
+    probe_polls: int = 0
 
     @property
     def cpu_total(self) -> float:
@@ -295,6 +336,115 @@ def prepare(target: Target, image: Path) -> tuple[str, str]:
     return json.dumps(body), f"check job {r.status_code} {state}"
 
 
+# --- the status-lag probe ---------------------------------------------------------------------
+
+
+@dataclass
+class Lag:
+    """What the status-lag probe saw in one run (lags in seconds, a timed-out probe not among them)."""
+
+    probes: int = 0
+    lags: list[float] = field(default_factory=list)
+    timeouts: int = 0
+    errors: int = 0
+    polls: int = 0
+
+    def percentile_ms(self, q: float) -> float | None:
+        """Nearest-rank percentile in ms over every probe, a timeout counting as LAG_CAP_S."""
+        values = sorted([*self.lags, *[LAG_CAP_S] * self.timeouts])
+        if not values:
+            return None
+        return values[max(0, math.ceil(q / 100 * len(values)) - 1)] * 1000
+
+
+class LagProbe:
+    """Submits a job every PROBE_EVERY_S and measures when its final state shows in the caesar status.
+
+    Runs its own event loop in a thread, beside the blocking wrk. One poller reads the status of the
+    oldest unfinished probe job every POLL_EVERY_S; once that one is final it goes straight on to the
+    next. The jobs end in about the order they were submitted, so this sees each one within a poll of
+    its end while the polls stay at ~1/POLL_EVERY_S however many jobs are waiting (a job ending before
+    an older one is seen late: its lag is then an upper bound).
+    """
+
+    def __init__(self, url: str, body: dict[str, Any]) -> None:
+        self.url, self.body = url, body
+        self.result = Lag()
+        self.waiting: deque[tuple[str, float]] = deque()  # job id, when its 202 came back
+        self.stopping, self.aborting = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self.run, name="lag-probe", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, drain: bool = True) -> Lag:
+        """Stop submitting; with ``drain``, first see the jobs already submitted end (or time out)."""
+        self.stopping.set()
+        if not drain:
+            self.aborting.set()
+        self.thread.join(LAG_CAP_S + 10)
+        if self.thread.is_alive():
+            self.aborting.set()
+            self.thread.join()
+        return self.result
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self.main())
+        except Exception as exc:  # the run goes on without it: say so
+            self.result.errors += 1
+            print(f"status-lag probe failed: {exc!r}", file=sys.stderr)
+
+    async def main(self) -> None:
+        async with httpx.AsyncClient(base_url=self.url + API, timeout=PROBE_HTTP_TIMEOUT_S) as http:
+            poller = asyncio.create_task(self.poll(http))
+            try:
+                await self.submit(http)
+                await poller
+            finally:
+                poller.cancel()
+
+    async def submit(self, http: httpx.AsyncClient) -> None:
+        due = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                r = await http.post("/job", json=self.body)
+                if r.status_code == 202:
+                    self.waiting.append((r.json()["job_id"], time.monotonic()))
+                    self.result.probes += 1
+                else:
+                    self.result.errors += 1
+            except (httpx.HTTPError, ValueError, KeyError):
+                self.result.errors += 1
+            due = max(due + PROBE_EVERY_S, time.monotonic())
+            await asyncio.sleep(due - time.monotonic())
+
+    async def poll(self, http: httpx.AsyncClient) -> None:
+        while not self.aborting.is_set():
+            if not self.waiting:
+                if self.stopping.is_set():
+                    return
+                await asyncio.sleep(POLL_EVERY_S)
+                continue
+            job_id, accepted = self.waiting[0]
+            if time.monotonic() - accepted > LAG_CAP_S:
+                self.waiting.popleft()
+                self.result.timeouts += 1
+                continue
+            self.result.polls += 1
+            try:
+                r = await http.get(f"/job/{job_id}/status")
+                seen = time.monotonic()
+                r.raise_for_status()
+                if r.json()["state"] in TERMINAL_STATES:
+                    self.waiting.popleft()
+                    self.result.lags.append(seen - accepted)
+                    continue  # the next one may be final already
+            except (httpx.HTTPError, ValueError, KeyError):
+                self.result.errors += 1
+            await asyncio.sleep(POLL_EVERY_S)
+
+
 # --- the load ---------------------------------------------------------------------------------
 
 
@@ -324,22 +474,26 @@ def measure(harness: Harness, target: Target, rnd: int) -> Run:
     if args.warmup > 0:
         wrk(args, target.url, body, args.warmup)
     watched = {**target.pids, **{f"beam.smp[{pid}]": pid for pid in beam_pids()}}
+    probed = args.lag_probe and target.expect in TERMINAL_STATES  # only there do the jobs end
+    probe = LagProbe(target.url, json.loads(body)) if probed else None
     before = snapshot(watched)
-    figures, wrk_cpu = wrk(args, target.url, body, args.duration)
-    after = snapshot(watched)
+    if probe is not None:
+        probe.start()  # after the snapshot: its requests load the services as wrk's do
+    try:
+        figures, wrk_cpu = wrk(args, target.url, body, args.duration)
+        after = snapshot(watched)
+        queued = None
+        if target.exchange is not None:
+            queued = asyncio.run(backlog(args.amqp_url, target.exchange))
+    except BaseException:
+        if probe is not None:
+            probe.stop(drain=False)
+        raise
+    lag = probe.stop() if probe is not None else None  # the jobs it submitted end, or time out
     requests = int(figures["requests"])
-    per_1k = 1000 / requests if requests else float("nan")
-    cpu = {name: (after[name] - before[name]) * per_1k for name in before if name in after}
-    beam = [cpu.pop(name) for name in list(cpu) if name.startswith("beam.smp")]
-    if beam:
-        cpu["beam.smp"] = sum(beam)
-    cpu["wrk"] = wrk_cpu * per_1k
-    queued = None
-    if target.exchange is not None:
-        queued = asyncio.run(backlog(args.amqp_url, target.exchange))
     socket_errors = sum(int(figures[k]) for k in ("connect_errors", "read_errors", "write_errors"))
     socket_errors += int(figures["timeouts"])
-    return Run(
+    run = Run(
         target=target.name,
         round=rnd,
         rps=requests / (figures["duration_us"] / 1e6),
@@ -349,10 +503,32 @@ def measure(harness: Harness, target: Target, rnd: int) -> Run:
         non_2xx=int(figures["status_errors"]),
         socket_errors=socket_errors,
         backlog=queued,
-        cpu_per_1k=cpu,
+        cpu_per_1k=cpu_per_1k(before, after, wrk_cpu, requests),
         check=check,
         load=os.getloadavg()[0],
     )
+    if lag is not None:
+        add_lag(run, lag)
+    return run
+
+
+def cpu_per_1k(
+    before: dict[str, float], after: dict[str, float], wrk_cpu: float, requests: int
+) -> dict[str, float]:
+    """CPU seconds per 1,000 wrk requests of every process, RabbitMQ's added up, and wrk's."""
+    per_1k = 1000 / requests if requests else float("nan")
+    cpu = {name: (after[name] - before[name]) * per_1k for name in before if name in after}
+    beam = [cpu.pop(name) for name in list(cpu) if name.startswith("beam.smp")]
+    if beam:
+        cpu["beam.smp"] = sum(beam)
+    cpu["wrk"] = wrk_cpu * per_1k
+    return cpu
+
+
+def add_lag(run: Run, lag: Lag) -> None:
+    run.probes, run.lag_timeouts = lag.probes, lag.timeouts
+    run.probe_errors, run.probe_polls = lag.errors, lag.polls
+    run.lag_p50_ms, run.lag_p95_ms, run.lag_max_ms = (lag.percentile_ms(q) for q in (50, 95, 100))
 
 
 # --- reporting --------------------------------------------------------------------------------
@@ -362,12 +538,22 @@ def fmt_cpu(cpu: dict[str, float]) -> str:
     return ", ".join(f"{name} {seconds:.3f}" for name, seconds in cpu.items())
 
 
+def fmt_lag(run: Run) -> str:
+    if run.lag_p95_ms is None:  # no probe job accepted: nothing to show, unless it tried and failed
+        return f"  status lag: no probe job ({run.probe_errors} errors)" if run.probe_errors else ""
+    return (
+        f"  status lag p50/p95/max {run.lag_p50_ms:.0f}/{run.lag_p95_ms:.0f}/{run.lag_max_ms:.0f} ms "
+        f"({run.probes} probes, {run.lag_timeouts} timeouts, {run.probe_errors} errors, "
+        f"{run.probe_polls} polls)"
+    )
+
+
 def print_run(run: Run) -> None:
     queued = "" if run.backlog is None else f"  left in queues {run.backlog}"
     print(
         f"round {run.round}  {run.target:<8} {run.rps:8.1f} req/s  p50 {run.p50_ms:6.1f} ms  "
         f"p99 {run.p99_ms:6.1f} ms  requests {run.requests}  non-2xx {run.non_2xx}  "
-        f"socket errors {run.socket_errors}{queued}  ({run.check})",
+        f"socket errors {run.socket_errors}{queued}{fmt_lag(run)}  ({run.check})",
         flush=True,
     )
     print(
@@ -376,13 +562,28 @@ def print_run(run: Run) -> None:
     )
 
 
-def goal(name: str, ratio: float, p99: float) -> str:
+def goal(name: str, ratio: float, p99: float, lag_p95: float | None) -> str:
+    """met / not met / open (a figure not measured: no bare run, no ratio), and each goal's mark."""
     if name not in GOALS:
         return ""
-    min_ratio, max_p99 = GOALS[name]
-    ok = ratio >= min_ratio and (max_p99 is None or p99 <= max_p99)
-    wanted = f"≥ {min_ratio:.0%}" + ("" if max_p99 is None else f", p99 ≤ {max_p99:g} ms")
-    return f"{'met' if ok else 'not met'} ({wanted})"
+    wanted = GOALS[name]
+    checks: list[tuple[str, bool | None]] = [
+        (f"≥ {wanted.min_ratio:.0%}", None if math.isnan(ratio) else ratio >= wanted.min_ratio)
+    ]
+    if wanted.max_p99_ms is not None:
+        checks.append((f"p99 ≤ {wanted.max_p99_ms:g} ms", p99 <= wanted.max_p99_ms))
+    if wanted.max_lag_p95_ms is not None:
+        met = None if lag_p95 is None else lag_p95 <= wanted.max_lag_p95_ms
+        checks.append((f"lag p95 ≤ {wanted.max_lag_p95_ms:g} ms", met))
+    marks = {True: "✓", False: "✗", None: "?"}
+    verdict = {True: "met", False: "not met", None: "open"}[all_of(met for _, met in checks)]
+    return f"{verdict} ({', '.join(f'{text} {marks[met]}' for text, met in checks)})"
+
+
+def all_of(verdicts: Iterable[bool | None]) -> bool | None:
+    """False if any is False, else None if any was not measured, else True."""
+    seen = list(verdicts)
+    return False if False in seen else None if None in seen else True
 
 
 def print_table(runs: list[Run]) -> None:
@@ -393,19 +594,24 @@ def print_table(runs: list[Run]) -> None:
     print()
     header = (
         f"{'target':<8} {'rounds':>6} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'non-2xx':>7} {'CPU s/1k':>8}  {'goal (issue 14)'}"
+        f"{'lag p95 ms':>10} {'non-2xx':>7} {'CPU s/1k':>8}  {'goal (issue 14)'}"
     )
     print(header)
     print("-" * len(header))
     for name, rs in by_target.items():
         rps, p99 = med([r.rps for r in rs]), med([r.p99_ms for r in rs])
+        lags = [r.lag_p95_ms for r in rs if r.lag_p95_ms is not None]
+        lag_p95 = med(lags) if lags else None
         ratio = rps / bare_rps
         shown = f"{ratio:6.0%}" if ratio == ratio else f"{'-':>6}"  # no baseline: NaN
         print(
             f"{name:<8} {len(rs):>6} {rps:8.1f} {shown} {med([r.p50_ms for r in rs]):7.1f} "
-            f"{p99:7.1f} {sum(r.non_2xx for r in rs):>7} {med([r.cpu_total for r in rs]):8.3f}  "
-            f"{goal(name, ratio, p99) if ratio == ratio else ''}"
+            f"{p99:7.1f} {'' if lag_p95 is None else f'{lag_p95:.0f}':>10} "
+            f"{sum(r.non_2xx for r in rs):>7} {med([r.cpu_total for r in rs]):8.3f}  "
+            f"{goal(name, ratio, p99, lag_p95)}"
         )
+    if any(name in GOALS for name in by_target):
+        print("goal marks: ✓ met, ✗ not met, ? not measured (the ratio needs a bare run)")
     print("\nmedian CPU seconds per 1,000 requests, by process:")
     for name, rs in by_target.items():
         processes = dict.fromkeys(p for r in rs for p in r.cpu_per_1k)
@@ -425,6 +631,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"a subset of {','.join(TARGETS)}")
     parser.add_argument("--wrk", default=shutil.which("wrk"), help="the wrk binary")
     parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
+    parser.add_argument(
+        "--lag-probe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the status lag beside the load (five, dev); --no-lag-probe to see what it costs",
+    )
     parser.add_argument(
         "--amqp-url", default=os.environ.get("CIRASA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     )
