@@ -62,8 +62,7 @@ MUTANTS = (
         "acked before the handler ran",
         "libs/common/cirasa/common/bus/rabbit.py",
         'outcome = await self.consume(sub, msg.body, msg.routing_key or "")',
-        "await msg.ack()\n            "
-        'outcome = await self.consume(sub, msg.body, msg.routing_key or "")',
+        'await msg.ack()\n            outcome = await self.consume(sub, msg.body, msg.routing_key or "")',
         ("tests/integration/test_bus_failures.py",),
     ),
     Mutant(
