@@ -97,6 +97,12 @@ class GatewaySettings(BaseModel):
     repropose_attempts: int = Field(
         5, ge=0, description="proposals sent again before such a job is aborted with a reason"
     )
+    admission_limit: int = Field(
+        256, ge=1, description="submissions of one gateway waiting for the planner's first answer at once"
+    )
+    admission_wait_s: float = Field(
+        10.0, ge=0, description="how long a submission waits for room under that limit before a 503"
+    )
 
 
 class HttpLimits(BaseModel):

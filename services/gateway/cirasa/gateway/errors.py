@@ -93,5 +93,13 @@ class Unavailable(GatewayError):
     status_code = 503
 
 
+class Busy(Unavailable):
+    """More submissions wait for the planner than it answers (see ``admission``): ``Retry-After``
+    says when to try again; nothing was stored."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
 class Unprocessable(GatewayError):
     status_code = 422

@@ -39,6 +39,7 @@ from cirasa.common.service import Loop, Service, every
 from cirasa.common.store import Document
 from cirasa.common.store.documents import Documents
 from cirasa.finders.registry import App
+from cirasa.gateway.admission import Admission
 from cirasa.gateway.broker.state import INDEXES as BROKER_INDEXES
 from cirasa.gateway.broker.state import BrokerState
 from cirasa.gateway.documents import FILES, JOBS, OFFERSETS, SESSIONS, USAGE, Job, StoredFile, Usage
@@ -88,6 +89,7 @@ class Gateway(Service):
             gateway.repropose_attempts,
         )
         self.read_model = JobsReadModel(self.jobs, self.quotas)
+        self.admission = Admission(gateway.admission_limit, gateway.admission_wait_s)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
@@ -116,6 +118,7 @@ class Gateway(Service):
     # --- read model (gateway/read_model.py) -------------------------------------------------
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
+        self.admission.answered(ev.job_id)
         if ev.seq == 0 and ev.state is JobState.PENDING:  # the planner holds the job, still queued
             await self.reproposal.heard(ev.job_id, ev.status)
             return
@@ -123,10 +126,12 @@ class Gateway(Service):
         await self.broker.on_job_state_changed(ev)
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
+        self.admission.answered(ev.correlation_id)
         await self.broker.on_job_submitted(ev)
         await self.read_model.on_job_submitted(ev)
 
     async def on_offer_made(self, ev: OfferMade) -> None:
+        self.admission.answered(ev.correlation_id)
         await self.broker.on_offer_made(ev)
         await self.read_model.on_offer_made(ev)
 
@@ -250,16 +255,23 @@ class Gateway(Service):
             checked_at=utcnow(),
             reproposed=0,
         )
-        await self.quotas.take_job(user)
+        await self.admission.admit(job_id)  # waits while the planner is behind; Busy (503) if long
+        try:
+            await self.quotas.take_job(user)
+        except Exception:
+            self.admission.withdraw(job_id)
+            raise
         try:
             await self.jobs.insert(job)
         except DuplicateKeyError:  # a concurrent retry with the same Idempotency-Key made it
+            self.admission.withdraw(job_id)
             await self.quotas.give_back(user, jobs=1)
             existing = await self.find_job(user, job_id)
             if existing is None:
                 raise
             return existing
         except Exception:
+            self.admission.withdraw(job_id)
             await self.quotas.give_back(user, jobs=1)
             raise
         await self.relay.flush(self.jobs.raw, job_id, queued.entries)  # if the broker is away: the sweep

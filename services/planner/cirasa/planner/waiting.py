@@ -42,8 +42,14 @@ class Waiting:
         self._drain_lock = asyncio.Lock()
 
     async def enqueue(self, doc: Proposal) -> None:
-        await self._proposals.cas(doc, state="WAITING")
-        await self.place(doc.id)
+        """Queue an auto-accepted task and place it if it fits now; if not, say so at once (a PENDING
+        state of ``seq`` 0 saying since when it waits), so the gateway knows the planner has it."""
+        if not await self._proposals.cas(doc, state="WAITING"):
+            return
+        if not await self.place(doc.id):
+            current = await self._proposals.docs.get(doc.id)
+            if current is not None and current.state == "WAITING":
+                await self.still_held(current, doc.task)
 
     async def place(self, pid: str) -> bool:
         """Book capacity from now for a waiting auto-accepted task, and submit it: its duration and the
@@ -151,9 +157,9 @@ class Waiting:
             await self.drain()
 
     async def still_held(self, doc: Proposal, ev: Event) -> None:
-        """Tell the gateway, which sent the task again for want of news, that the job is here (queued
-        for capacity, or placed and on its way to the backend): a PENDING state of ``seq`` 0, which
-        changes no job's state but keeps the gateway from giving up on it."""
+        """Tell the gateway (when a task starts waiting, or is sent again for want of news) that the job
+        is here (queued for capacity, or placed and on its way to the backend): a PENDING state of
+        ``seq`` 0, which changes no job's state but keeps the gateway from giving up on it."""
         if doc.state == "WAITING":
             status = (
                 f"Waiting for free capacity (queued since {doc.created_at.isoformat(timespec='seconds')})"
