@@ -98,7 +98,7 @@ class GatewaySettings(BaseModel):
         5, ge=0, description="proposals sent again before such a job is aborted with a reason"
     )
     admission_limit: int = Field(
-        256, ge=1, description="submissions of one gateway waiting for the planner's first answer at once"
+        128, ge=1, description="submissions of one gateway waiting for the planner's first answer at once"
     )
     admission_wait_s: float = Field(
         10.0, ge=0, description="how long a submission waits for room under that limit before a 503"
