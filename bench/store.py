@@ -6,11 +6,14 @@ For each size, fills a collection with that many job-like documents of about 2 K
 of 20 entries among them), then times, through the async API the services use, the calls a request
 makes: ``insert_one`` of a new document, ``find_one`` by ``_id``, ``update_one`` by ``_id`` with a
 ``$set`` and a ``$push`` onto the history, and a compare-and-swap ``update_one`` on
-``{"_id", "version"}``. Each call runs for ``--seconds`` (at least 3 times) on random documents, once
-on plain mongomock (``plain_mongomock()``: the adaptations of ``cirasa.common.store.memory`` undone)
-and once on the adapted double, in this process, and the bench prints calls/s side by side and their
-ratio. Both go through the same interleaving wrapper (one ``sleep(0)`` a call), so the ratio is the
-store's own cost. Filling 100,000 documents into plain mongomock takes a few seconds.
+``{"_id", "version"}``; and what a periodic loop does: ``find({"state": "WAITING"})`` sorted, where
+``state`` is the first key of an index and 10 documents match (the planner's drain; a secondary index
+of the double, a scan for mongomock). Each call runs for ``--seconds`` (at least 3 times) on random
+documents, once on plain mongomock (``plain_mongomock()``: the adaptations of
+``cirasa.common.store.memory`` undone) and once on the adapted double, in this process, and the bench
+prints calls/s side by side and their ratio. Both go through the same interleaving wrapper (one
+``sleep(0)`` a call), so the ratio is the store's own cost. Filling 100,000 documents into plain
+mongomock takes a few seconds.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from pymongo_async_mock import AsyncMongoMockClient
 from cirasa.common.store.memory import memory_client, plain_mongomock
 
 HISTORY = 20
-OPS = ("insert_one", "find_one by _id", "update_one $set+$push", "update_one if version")
+OPS = (
+    "insert_one",
+    "find_one by _id",
+    "find 10 by indexed state",
+    "update_one $set+$push",
+    "update_one if version",
+)
+WAITING = 10
 MAX_CALLS = 20_000
 
 
@@ -89,7 +99,11 @@ async def measure(size: int, seconds: float) -> dict[str, float]:
     """Calls/s of each operation on a fresh client holding ``size`` documents."""
     coll = AsyncMongoMockClient(tz_aware=True)["bench"]["jobs"]
     now = datetime.now(UTC)
+    await coll.create_index([("state", 1), ("submit_date", 1)])
     await fill(coll, size, now)
+    waiting = [f"job-{i * (size // WAITING):08d}" for i in range(WAITING)]
+    await coll.update_many({"_id": {"$in": waiting}}, {"$set": {"state": "WAITING"}})
+    await coll.count_documents({"state": "WAITING"})  # the double builds its map of state here
     gc.collect()
     gc.freeze()  # the documents stay: collections should not walk them during the timings
     rng = random.Random(1)
@@ -101,6 +115,10 @@ async def measure(size: int, seconds: float) -> dict[str, float]:
 
     async def find(n: int) -> None:
         assert await coll.find_one({"_id": f"job-{rng.randrange(size):08d}"}) is not None
+
+    async def indexed(n: int) -> None:
+        docs = await coll.find({"state": "WAITING"}).sort("submit_date", 1).limit(500).to_list()
+        assert len(docs) == WAITING
 
     async def push(n: int) -> None:
         entry = {"at": now, "state": "RUNNING", "note": f"update {n}"}
@@ -118,7 +136,8 @@ async def measure(size: int, seconds: float) -> dict[str, float]:
 
     try:
         return {
-            op: await timed(call, seconds) for op, call in zip(OPS, (insert, find, push, cas), strict=True)
+            op: await timed(call, seconds)
+            for op, call in zip(OPS, (insert, find, indexed, push, cas), strict=True)  # updates last
         }
     finally:
         gc.unfreeze()

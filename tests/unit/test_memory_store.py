@@ -9,12 +9,16 @@ the one plain mongomock gives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bson import Decimal128, ObjectId
 from mongomock import filtering
+from mongomock.filtering import filter_applies
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, WriteError
 from pymongo_async_mock import AsyncMongoMockClient
@@ -242,3 +246,193 @@ async def test_every_answer_is_plain_mongomocks() -> None:
     with plain_mongomock():
         expected = await script(AsyncMongoMockClient(tz_aware=True)["plain"]["jobs"])
     assert await script(memory_client()["adapted"]["jobs"]) == expected
+
+
+# --- secondary indexes --------------------------------------------------------------------------------
+
+
+async def test_indexed_queries_test_only_their_candidates(coll: Any, filter_tests: CountingFilterer) -> None:
+    docs = 500
+    await coll.create_index([("state", 1), ("at", 1)])
+    await coll.create_index([("user", 1)])
+    await coll.insert_many(
+        [
+            {**job(i), "state": "WAITING" if i % 100 == 0 else "RUNNING", "outbox": [] if i % 50 else [{}]}
+            for i in range(docs)
+        ]
+    )
+    await coll.update_many({"_id": {"$in": ["job-0007", "job-0008"]}}, {"$set": {"user": "solo"}})
+    calls = [
+        coll.find({"state": "WAITING"}).to_list(),
+        coll.find({"state": {"$eq": "WAITING"}, "version": 0}).sort("at", 1).limit(3).to_list(),
+        coll.find({"state": {"$in": ["WAITING", "GONE"]}}).to_list(),
+        coll.find({"$and": [{"version": {"$gte": 0}}, {"state": "WAITING"}]}).to_list(),
+        coll.count_documents({"user": "solo"}),
+        coll.find({"$or": [{"_id": "job-0001"}, {"user": "solo"}, {"state": "WAITING"}]}).to_list(),
+        coll.aggregate([{"$match": {"user": "solo"}}, {"$group": {"_id": None, "n": {"$sum": 1}}}]),
+        coll.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).to_list(),  # no index declares it
+        coll.find_one_and_update({"state": "WAITING"}, {"$set": {"state": "RUNNING"}}, sort=[("at", -1)]),
+        coll.update_many({"state": "WAITING"}, {"$set": {"state": "DONE"}}),
+        coll.find({"state": "DONE"}).to_list(),
+        coll.delete_many({"user": "solo"}),
+    ]
+    for call in calls:
+        filter_tests.calls = 0
+        await call
+        assert filter_tests.calls < 20, f"{call}: {filter_tests.calls} filter tests over {docs} documents"
+    assert len(await coll.find({"state": "DONE"}).to_list()) == 4
+    filter_tests.calls = 0
+    assert await coll.count_documents({"version": 0, "seq": None}) == docs - 2  # no index: a scan
+    assert filter_tests.calls >= docs - 2
+
+
+VALUES: list[Any] = [
+    1, 1.0, True, 0, False, 2.5, "1", "a", None, T0.replace(tzinfo=None), T0, T0 + timedelta(microseconds=1),
+    ObjectId("65a000000000000000000001"), "65a000000000000000000001", ["65a000000000000000000001"], [1, "a"],
+    [None], [], [[1]], {"x": 1},
+    float("nan"), Decimal128("1"),
+]  # fmt: skip
+MISSING = object()
+
+
+def random_doc(rng: random.Random, i: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"_id": i}
+    shapes: list[Any] = [
+        MISSING,
+        {"b": rng.choice(VALUES)},
+        [{"b": rng.choice(VALUES)}, {"c": 1}, 5],
+        rng.choice(VALUES),
+    ]
+    for field, value in (
+        ("v", rng.choice([*VALUES, MISSING])),
+        ("a", rng.choice(shapes)),
+        ("arr", rng.choice([MISSING, [], [rng.choice(VALUES)], {"0": 1}])),
+    ):
+        if value is not MISSING:
+            doc[field] = value
+    return doc
+
+
+def probes(rng: random.Random) -> list[dict[str, Any]]:
+    q = rng.choice(VALUES)
+    return [
+        {"v": q},
+        {"v": {"$eq": q}},
+        {"v": {"$in": [q, rng.choice(VALUES)]}},
+        {"v": {"$in": [q, None]}, "a.b": {"$exists": True}},
+        {"a.b": q},
+        {"$and": [{"a.b": {"$eq": q}}, {"v": {"$ne": 2.5}}]},
+        {"arr.0": {"$exists": True}},
+        {"v": {"$exists": True}},
+        {"v": None},
+        {"$or": [{"_id": rng.randrange(50)}, {"a.b": q}, {"arr.0": {"$exists": True}}]},
+        {"$or": [{"v": q}, {"n": 1}]},  # a branch no index narrows: a scan
+    ]
+
+
+async def mutate(rng: random.Random, coll: Any, n: int) -> None:
+    target = rng.randrange(n)
+    update = rng.choice(
+        [
+            {"$set": {"v": rng.choice(VALUES)}},
+            {"$unset": {"v": ""}},
+            {"$set": {"a.b": rng.choice(VALUES)}},
+            {"$set": {"a": [{"b": rng.choice(VALUES)}]}},
+            {"$push": {"arr": rng.choice(VALUES)}},
+            {"$pop": {"arr": -1}},
+            {"$inc": {"n": 1}},
+        ]
+    )
+    op = rng.randrange(10)
+    if op == 0:
+        await coll.delete_one({"_id": target})
+    elif op == 1:
+        await coll.replace_one({"_id": target}, random_doc(rng, target), upsert=True)
+    elif op == 2:
+        await coll.update_many({"v": rng.choice(VALUES[:9])}, {"$set": {"v": rng.choice(VALUES)}})
+    else:
+        # mongomock refuses some: $set of a.b in an array, $pop of a missing field, $push onto a document
+        with contextlib.suppress(WriteError, ValueError, KeyError, TypeError, AttributeError):
+            await coll.update_one({"_id": target}, update, upsert=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_indexed_answers_equal_a_scans(seed: int) -> None:
+    """After every write, each indexed filter picks the very documents, in the very order, that testing
+    every stored document picks."""
+    rng = random.Random(seed)
+    coll = memory_client()["memory_index_test"][f"docs{seed}"]
+    await coll.create_index([("v", 1)])
+    await coll.create_index([("a.b", 1), ("v", -1)])
+    n = 40
+    await coll.insert_many([random_doc(rng, i) for i in range(n)])
+    for step in range(80):
+        await mutate(rng, coll, n + 5)
+        if step == 60:
+            await coll.drop_index("v_1")  # no longer declared: a scan again
+        for probe in probes(rng):
+            indexed = [doc["_id"] for doc in coll._iter_documents(probe)]
+            stored = list(coll._store._documents.values())
+            assert indexed == [doc["_id"] for doc in stored if filter_applies(probe, doc)], (step, probe)
+    assert set(coll._store.__dict__["_cirasa_indexes"].paths) == {"a.b", "arr.0"}
+    await coll.drop()
+    await coll.insert_one({"_id": 1, "a": {"b": 1.0}})
+    assert await coll.count_documents({"a.b": 1}) == 1  # the indexes went with the collection: a scan
+    await coll.create_index("a.b")
+    assert await coll.count_documents({"a.b": True}) == 1  # 1.0 == True, as mongomock compares
+    assert set(coll._store.__dict__["_cirasa_indexes"].paths) == {"a.b"}
+
+
+async def indexed_script(c: Any) -> list[Any]:
+    """Writes that move documents between index keys, and the queries the services' loops make."""
+    await c.create_index([("state", 1), ("created_at", 1)])
+    await c.create_index([("offers.offer_id", 1)])
+    docs = [
+        {
+            "_id": f"p{i}",
+            "state": ["WAITING", "OFFERED", "DONE"][i % 3],
+            "created_at": T0 - timedelta(minutes=i % 7),
+            "offers": [{"offer_id": f"o{i}-{k}", "state": "OFFERED", "expires_at": T0} for k in range(i % 3)],
+            "outbox": [] if i % 4 else [{"event_id": f"e{i}"}],
+            "n": i % 5,
+        }
+        for i in range(30)
+    ]
+    out: list[Any] = [summary(await c.insert_many(docs))]
+    elem = {"$elemMatch": {"state": "OFFERED", "expires_at": {"$lte": T0}}}
+    calls = [
+        c.find({"state": "WAITING"}).sort("created_at").limit(4).to_list(),
+        c.find({"state": "OFFERED", "offers": elem}, {"_id": 1}).to_list(),
+        c.find({"offers.offer_id": "o4-1"}).to_list(),
+        c.find_one({"$or": [{"_id": "p3"}, {"offers.offer_id": "o4-1"}]}, sort=[("created_at", 1)]),
+        c.find({"offers.offer_id": None}, {"_id": 1}).to_list(),  # no offers: filed as missing
+        c.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).to_list(),
+        c.update_many({"state": "WAITING", "n": {"$lt": 2}}, {"$set": {"state": "OFFERED", "n": 1.0}}),
+        c.update_one({"_id": "p1"}, {"$unset": {"state": ""}, "$push": {"outbox": {"event_id": "x"}}}),
+        c.update_one({"_id": "p4"}, {"$pull": {"outbox": {"event_id": "e4"}}, "$set": {"offers": []}}),
+        c.replace_one({"_id": "p5"}, {"state": ["WAITING", "DONE"], "created_at": T0}),
+        c.delete_many({"state": "DONE", "n": 3}),
+        c.find({"state": {"$in": ["WAITING", None]}}, {"_id": 1, "state": 1}).to_list(),
+        c.find({"state": "OFFERED", "n": 1}, {"_id": 1, "n": 1}).to_list(),
+        c.find({"state": "DONE"}).sort("created_at", -1).to_list(),
+        c.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).to_list(),
+        c.find({"offers.offer_id": {"$in": ["o7-0", "o8-1", "o4-1"]}}, {"_id": 1}).to_list(),
+        c.count_documents({"state": "OFFERED"}),
+        c.find_one_and_delete({"state": "WAITING"}, sort=[("created_at", 1)]),
+        c.drop_index("state_1_created_at_1"),
+        c.find({"state": "WAITING"}, {"_id": 1}).to_list(),
+    ]
+    for call in calls:
+        out.append(summary(await call))
+    cursor = await c.aggregate(
+        [{"$match": {"state": "OFFERED"}}, {"$group": {"_id": "$n", "k": {"$sum": 1}}}]
+    )
+    out.append(sorted(map(str, await cursor.to_list())))
+    return out
+
+
+async def test_indexed_answers_are_plain_mongomocks() -> None:
+    memory_client()
+    with plain_mongomock():
+        expected = await indexed_script(AsyncMongoMockClient(tz_aware=True)["plain"]["proposals"])
+    assert await indexed_script(memory_client()["adapted"]["proposals"]) == expected

@@ -6,6 +6,11 @@ added here, so no production code path has to know it talks to a double:
 * a call by ``_id`` (``{"_id": x, ...}``, ``{"_id": {"$in": [...]}}``) does not scan the collection:
   mongomock tests every document against every filter, so a primary-key call cost O(n) and the double
   slowed down as a run went on. The filter still decides; only the candidates are narrowed;
+* secondary indexes (``memory_index``): a filter pinning the first key of one of the collection's
+  indexes to a value or a few (``field: v``, ``$eq``, ``$in``, also inside a top-level ``$and``, or
+  in every branch of an ``$or``), or asking whether an array has an element (``"outbox.0":
+  {"$exists": True}``), tests only the documents filed under those values, as a server answers it
+  from its index. Same answers, same order: the filter decides on each candidate;
 * copy-on-write documents instead of deep copies: a stored document is never changed in place. An
   update builds the new version from a shallow copy that copies only the containers on the paths it
   changes (the rest is shared with the old version), and stores it whole, so a failed update leaves
@@ -35,7 +40,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mongomock import aggregate, collection, helpers
+from mongomock import store as mongomock_store
 from mongomock.filtering import filter_applies, resolve_sort_key
+
+from cirasa.common.store.memory_index import candidates, invalidate, store_delitem, store_setitem
 
 _client: Any = None
 Doc = dict[str, Any]
@@ -71,11 +79,13 @@ def plain_mongomock() -> Iterator[None]:
     adapted = {where: _get(owner, where[1], where[2]) for where, (owner, _) in _ORIGINALS.items()}
     for (_, name, item), (owner, original) in _ORIGINALS.items():
         _set(owner, name, item, original)
+    invalidate()
     try:
         yield
     finally:
         for (_, name, item), (owner, _) in _ORIGINALS.items():
             _set(owner, name, item, adapted[(id(owner), name, item)])
+        invalidate()  # writes in the block went past the secondary indexes
 
 
 def _get(owner: Any, name: str, item: bool) -> Any:
@@ -109,6 +119,8 @@ def _adapt_mongomock() -> None:
     _patch(aggregate, "copy", fast_copy)
     _patch(collection, "_set_updater", _set_updater)
     _patch(collection._updaters, "$set", _set_updater, item=True)
+    _patch(mongomock_store.CollectionStore, "__setitem__", store_setitem)  # keeps the indexes in step
+    _patch(mongomock_store.CollectionStore, "__delitem__", store_delitem)
     for name, method in (
         ("_iter_documents", _iter_documents),
         ("create_index", _create_index_without_ttl),
@@ -228,7 +240,8 @@ def _keys_of(filter: Any) -> list[Any] | None:
 
 
 def _scan(coll: Any, filter: Any) -> Iterator[Doc]:
-    """Every document the filter applies to: the O(n) path, never taken for a filter on ``_id``."""
+    """Every document the filter applies to: the O(n) path, never taken for a filter on ``_id`` or
+    one a secondary index answers."""
     if not filter:
         return iter(list(coll._store.documents))
     scan: Callable[[Any, Any], Iterator[Doc]] = _original(collection.Collection, "_iter_documents")
@@ -238,7 +251,10 @@ def _scan(coll: Any, filter: Any) -> Iterator[Doc]:
 def _iter_documents(self: Any, filter: Any) -> Iterator[Doc]:
     keys = _keys_of(filter)
     if keys is None:
-        return _scan(self, filter)
+        docs = candidates(self._store, filter)  # a secondary index's, in the collection's order
+        if docs is None:
+            return _scan(self, filter)
+        return (doc for doc in docs if filter_applies(filter, doc))  # as lazy as the scan
     stored = self._store._documents  # TTL indexes are off, and one dict lookup needs no lock
     found = [stored[k] for k in keys if k in stored]
     return iter([doc for doc in found if filter_applies(filter, doc)])
