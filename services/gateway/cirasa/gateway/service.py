@@ -94,7 +94,10 @@ class Gateway(Service):
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
             FILES: [IndexModel([("user", ASCENDING), ("filedate", DESCENDING)])],
-            JOBS: [IndexModel([("user", ASCENDING), ("submit_date", DESCENDING)])],
+            JOBS: [
+                IndexModel([("user", ASCENDING), ("submit_date", DESCENDING)]),
+                IndexModel([("state", ASCENDING), ("checked_at", ASCENDING)]),  # the re-proposal sweep
+            ],
             **BROKER_INDEXES,
             **IDEMPOTENCY_INDEXES,
         }

@@ -7,9 +7,12 @@ it) and the outbox of JobDispatched.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
+
+from pymongo import ASCENDING, IndexModel
 
 from cirasa.backends.base import (
     Backend,
@@ -50,6 +53,9 @@ class Scheduler(Service):
         if platform not in self._backends:
             self._backends[platform] = make_backend(self.settings.platform(platform), self.settings)
         return self._backends[platform]
+
+    def indexes(self) -> dict[str, Sequence[IndexModel]]:
+        return {DISPATCHES: [IndexModel([("state", ASCENDING), ("not_before", ASCENDING)])]}  # the due loop
 
     def loops(self) -> list[Loop]:
         return [self._due_loop]
