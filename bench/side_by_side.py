@@ -5,7 +5,8 @@
 Starts, one at a time and interleaved over ``--rounds`` rounds,
 
 * ``bare``: ``bench/bare_gateway.py`` (validate, publish one persistent message with confirms, 202);
-* ``gateway``: ``cirasa gateway`` alone on RabbitMQ (the other four not running: proposals queue up);
+* ``gateway``: ``cirasa gateway`` alone on RabbitMQ (the other four not running: proposals queue up,
+  and its admission limit is lifted, since nobody answers them);
 * ``five``: the five services as processes on RabbitMQ (``ProcessStack``);
 * ``dev``: ``cirasa dev`` (all five in one process, in-memory bus and store),
 
@@ -229,13 +230,15 @@ class Harness:
         self.exchanges.append(exchange)
         return exchange
 
-    def service_env(self, rundir: Path, exchange: str) -> dict[str, str]:
+    def service_env(self, rundir: Path, exchange: str, name: str) -> dict[str, str]:
         extra = {
             "CIRASA_CONFIG": str(self.config),
             "CIRASA_LOG_LEVEL": "WARNING",
             # jobs stay PENDING while the planner is not running: no 429 from the per-user quota
             "CIRASA_GATEWAY__QUOTAS__ACTIVE_JOBS": "100000000",
         }
+        if name == "gateway":  # nobody answers the gateway alone: its admission would hold every request
+            extra["CIRASA_GATEWAY__ADMISSION_LIMIT"] = "100000000"
         return stack_env(rundir, exchange, self.args.amqp_url, extra)
 
     def start(self, name: str, rnd: int) -> Target:
@@ -256,7 +259,8 @@ class Harness:
         return Target(name, stack.gateway_url, pids(stack), exchange, "ABORTED")
 
     def start_stack(self, rundir: Path, exchange: str, names: tuple[str, ...]) -> ProcessStack:
-        stack = ProcessStack(rundir, self.service_env(rundir, exchange), gateway_port=free_port())
+        env = self.service_env(rundir, exchange, "gateway" if names == ("gateway",) else "")
+        stack = ProcessStack(rundir, env, gateway_port=free_port())
         self.stacks.append(stack)
         if names == ("dev",):
             stack.ports["dev"] = stack.ports["gateway"] = stack.gateway_port
