@@ -10,7 +10,7 @@ from typing import Any
 
 from cirasa.common.bus import MemoryBroker, MemoryBus
 from cirasa.common.events import Event, JobState, JobStateChanged, utcnow
-from cirasa.common.outbox import CLAIM_TTL, OutboxRelay, outbox_entries, queue_claimed
+from cirasa.common.outbox import CLAIM_TTL, OutboxRelay, queue_claimed
 from cirasa.common.store import Collection
 from tests.conftest import store_database, wait_for
 
@@ -144,18 +144,4 @@ async def test_a_flush_never_raises_when_the_store_is_away() -> None:
     relay = OutboxRelay(bus, [], "svc")
     queued = queue_claimed(events(1))
     await relay.flush(Away(), "j", queued.entries)  # type: ignore[arg-type]
-    await relay.flush(Away(), "j")  # type: ignore[arg-type]
     assert bus.published == [queued.entries[0]["event_id"]]
-
-
-async def test_the_old_form_reads_back_and_claims_what_was_queued_unclaimed() -> None:
-    """``flush(collection, doc_id)`` for writers that queue unclaimed entries (``outbox_entries``)."""
-    coll = store_database("outbox")["docs"]
-    bus = GatedBus()
-    bus.release.set()
-    relay = OutboxRelay(bus, [coll], "svc")
-    entries = outbox_entries(events(2))
-    await coll.insert_one({"_id": "j", "outbox": entries})
-    await relay.flush(coll, "j")
-    assert sorted(bus.published) == sorted(e["event_id"] for e in entries)
-    assert await outbox_of(coll) == []

@@ -15,7 +15,7 @@ from cirasa.cli.main import memory_store_warning
 from cirasa.cli.runtime import build_service
 from cirasa.common.bus import Bus, MemoryBroker, MemoryBus
 from cirasa.common.events import Event, JobState, JobStateChanged, TaskProposed, utcnow
-from cirasa.common.outbox import CLAIM_TTL, OutboxRelay, outbox_entries
+from cirasa.common.outbox import CLAIM_TTL, OutboxRelay, outbox_entries, queue_claimed
 from cirasa.common.settings import Settings
 from cirasa.common.store.memory import memory_client
 from cirasa.gateway.service import Gateway
@@ -82,8 +82,9 @@ async def test_the_sweep_skips_an_entry_the_request_is_publishing() -> None:
     bus = SlowBus()
     relay = OutboxRelay(bus, [coll], "svc")
     event = JobStateChanged(correlation_id="j", job_id="j", state=JobState.RUNNING, seq=1)
-    await coll.insert_one({"_id": "j", "outbox": outbox_entries([event])})
-    flushing = asyncio.create_task(relay.flush(coll, "j"))
+    queued = queue_claimed([event])
+    await coll.insert_one({"_id": "j", "outbox": queued.entries})
+    flushing = asyncio.create_task(relay.flush(coll, "j", queued.entries))
     await wait_for(lambda: asyncio.sleep(0, bus.published), 5, "the fast path to publish")
     swept = await asyncio.wait_for(relay.sweep(min_age=timedelta(0)), 2)
     assert swept == 0  # claimed by the fast path: left alone

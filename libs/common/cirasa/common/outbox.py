@@ -66,13 +66,9 @@ def queue_claimed(events: Sequence[Event]) -> Queued:
     return Queued(entries)
 
 
-def outbox_push(events: Sequence[Event]) -> dict[str, Any]:
-    """The ``$push`` clause that queues ``events`` unclaimed (for ``flush(collection, doc_id)``)."""
-    return {OUTBOX_FIELD: {"$each": _entries(events, utcnow())}}
-
-
 def outbox_entries(events: Sequence[Event]) -> list[Entry]:
-    """Unclaimed outbox entries for a document that is inserted whole."""
+    """Unclaimed outbox entries, as a writer's claim leaves them once it has lapsed (what the sweep
+    takes)."""
     return _entries(events, utcnow())
 
 
@@ -100,22 +96,12 @@ class OutboxRelay:
         self._collections = list(collections)
         self._service = service
 
-    async def flush(
-        self, collection: Collection, doc_id: Any, written: Sequence[Mapping[str, Any]] | None = None
-    ) -> None:
-        """Publish what one document has queued (the fast path, right after the write).
+    async def flush(self, collection: Collection, doc_id: Any, written: Sequence[Mapping[str, Any]]) -> None:
+        """Publish what a write just queued and claimed (``queue_claimed``), as it is: no read-back.
 
-        ``written``: the entries the write queued and claimed (``queue_claimed``); they are published
-        as they are. Without it, the document's entries are read back and claimed one by one (for
-        writes that queued them unclaimed). Never raises: what it could not publish (broker or store
-        away now) is left for the sweep."""
+        Never raises: what it could not publish (broker or store away now) is left for the sweep."""
         try:
-            if written is not None:
-                await self._publish(collection, doc_id, [dict(e) for e in written])
-            else:
-                doc = await collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
-                if doc:
-                    await self._claim_and_publish(collection, doc_id, doc.get(OUTBOX_FIELD) or [])
+            await self._publish(collection, doc_id, [dict(e) for e in written])
         except Exception as exc:
             log.warning("outbox.flush_deferred", service=self._service, doc_id=str(doc_id), error=repr(exc))
 
