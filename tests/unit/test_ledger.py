@@ -14,6 +14,7 @@ from cirasa.planner.calendar import Booking, Calendar
 from cirasa.planner.capacity import CapacityBook
 from cirasa.planner.documents import BookingChange
 from cirasa.planner.ledger import Ledger, stored_bookings
+from cirasa.planner.platform_state import PlatformState
 from tests.conftest import store_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -148,3 +149,33 @@ def test_peak_and_earliest_start_agree_with_a_minute_by_minute_count() -> None:
             T0 + timedelta(minutes=last),
         )
         assert found == (None if expected is None else T0 + timedelta(minutes=expected))
+
+
+def test_the_indexes_of_a_platform_state_answer_as_a_scan_would() -> None:
+    rng = random.Random(5)
+    state = PlatformState("p", 16, 16384, 0)
+    for v in range(1, 400):
+        if state.held and rng.random() < 0.35:
+            change = BookingChange(v=v, drop=[rng.choice(sorted(state.held))])
+        else:
+            holder = f"h{rng.randrange(60)}"  # reused holders: a put replaces
+            kind = rng.choice(["offer", "job"])
+            job = rng.choice([None, holder, f"job{rng.randrange(20)}"]) if kind == "job" else None
+            user = rng.choice([None, "ann", "bob"])
+            start = rng.uniform(0, 100)
+            change = BookingChange(
+                v=v,
+                put=[booking(holder, rng.randint(1, 3), start, start + 20, kind=kind, job_id=job, user=user)],
+            )
+        state.apply(change)
+        books = state.bookings
+        for user in ("ann", "bob"):
+            assert {b.holder for b in state.offers_of(user)} == {
+                b.holder for b in books if b.kind == "offer" and b.user == user
+            }
+            assert {b.holder for b in state.jobs_of(user)} == {
+                b.holder for b in books if b.kind == "job" and b.user == user
+            }
+        for job in ("job3", "h7"):
+            assert state.holders_of_job(job) == {b.holder for b in books if job in (b.job_id, b.holder)}
+    assert steps(state.calendar) == steps(Calendar(state.bookings))

@@ -27,6 +27,7 @@ class PlatformState:
         self.materialised = version  # every change up to this one is in the bookings collection
         self.held: dict[str, Booking] = {}
         self._offers_of: dict[str, set[str]] = {}  # user -> holders of their unaccepted offers
+        self._jobs_of: dict[str, set[str]] = {}  # user -> holders of their jobs' bookings
         self._of_job: dict[str, set[str]] = {}  # job id -> holders
         for b in bookings:
             self._index(b)
@@ -54,6 +55,10 @@ class PlatformState:
         """The user's unaccepted offers' bookings."""
         return [self.held[h] for h in self._offers_of.get(user, ())]
 
+    def jobs_of(self, user: str) -> list[Booking]:
+        """The bookings of the user's jobs."""
+        return [self.held[h] for h in self._jobs_of.get(user, ())]
+
     def holders_of_job(self, job_id: str) -> set[str]:
         """The bookings of a job: confirmed ones name it, and an accepted offer's id is its job's."""
         holders = set(self._of_job.get(job_id, ()))
@@ -67,8 +72,9 @@ class PlatformState:
 
     def _index(self, b: Booking) -> None:
         self.held[b.holder] = b
-        if b.kind == "offer" and b.user is not None:
-            self._offers_of.setdefault(b.user, set()).add(b.holder)
+        if b.user is not None:
+            index = self._offers_of if b.kind == "offer" else self._jobs_of
+            index.setdefault(b.user, set()).add(b.holder)
         if b.job_id is not None:
             self._of_job.setdefault(b.job_id, set()).add(b.holder)
 
@@ -77,7 +83,8 @@ class PlatformState:
         if b is None:
             return
         self.calendar.remove(b)
-        for index, key in ((self._offers_of, b.user), (self._of_job, b.job_id)):
+        by_user = self._offers_of if b.kind == "offer" else self._jobs_of
+        for index, key in ((by_user, b.user), (self._of_job, b.job_id)):
             holders = index.get(key) if key is not None else None
             if holders is not None:
                 holders.discard(holder)

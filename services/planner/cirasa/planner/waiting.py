@@ -102,14 +102,16 @@ class Waiting:
     async def drain(self) -> None:
         """Place waiting tasks, oldest first; smaller ones may backfill behind a big one."""
         async with self._drain_lock:
-            free = await self._free_now()
             waiting = (
                 self._proposals.docs.raw.find({"state": "WAITING"}, WAITING_FIELDS)
                 .sort("created_at", ASCENDING)
                 .limit(DRAIN_BATCH)
             )
-            running = await self._running_by_user()
             queue = [WaitingProposal.from_doc(raw) async for raw in waiting]
+            if not queue:
+                return
+            free = await self._free_now()
+            running = await self._running_by_user({d.task.user for d in queue})
             while queue:
                 # fair share: the next task is the oldest of the user who runs the fewest jobs now
                 doc = min(queue, key=lambda d: running.get(d.task.user, 0))
@@ -121,13 +123,14 @@ class Waiting:
                     free = await self._free_now()
                     running[doc.task.user] = running.get(doc.task.user, 0) + 1
 
-    async def _running_by_user(self) -> dict[str, int]:
-        """How many job bookings each user holds now, on all platforms."""
+    async def _running_by_user(self, users: set[str]) -> dict[str, int]:
+        """How many job bookings each of ``users`` holds now, on all platforms (their own bookings
+        only are looked at, whatever the number of bookings)."""
         now, counts = utcnow(), Counter[str]()
         for name in self._capacity.platforms:
-            for b in (await self._capacity.state(name)).bookings:
-                if b.kind == "job" and b.user is not None and b.start <= now < b.end:
-                    counts[b.user] += 1
+            state = await self._capacity.state(name)
+            for user in users:
+                counts[user] += sum(1 for b in state.jobs_of(user) if b.start <= now < b.end)
         return dict(counts)
 
     async def _free_now(self) -> dict[str, tuple[int, int]]:
