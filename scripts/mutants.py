@@ -66,13 +66,6 @@ MUTANTS = (
         ("tests/integration/test_bus_failures.py",),
     ),
     Mutant(
-        "a batch of acks reaches past a delivery still being handled",
-        "libs/common/cirasa/common/bus/acks.py",
-        "            if not done:\n                break\n            last, count",
-        "            last, count",
-        ("tests/unit/test_acks.py",),
-    ),
-    Mutant(
         "inbox removed",
         "libs/common/cirasa/common/bus/base.py",
         "if self.inbox is not None and await self.inbox.seen(sub.queue, event.event_id):",

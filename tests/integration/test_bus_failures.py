@@ -6,16 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from cirasa.common.bus import Bus, RabbitBus
-from cirasa.common.bus.acks import ChannelAcks
+from cirasa.common.bus import Bus
 from cirasa.common.store import Inbox
 from cirasa.common.store.memory import memory_client
-from tests.buses import an_event, an_inbox, recording_bus, stop_and_remove
-from tests.conftest import AMQP_URL, wait_for
+from tests.buses import an_event, recording_bus, stop_and_remove
+from tests.conftest import wait_for
 
 
 class FlakyInbox(Inbox):
@@ -64,36 +62,3 @@ async def test_a_store_error_in_the_inbox_retries_the_message(
 async def _done(inbox: Inbox, bus: Bus, event_id: str) -> bool:
     await asyncio.sleep(0)
     return await Inbox.seen(inbox, bus.subscriptions[0].queue, event_id)
-
-
-@pytest.mark.rabbitmq
-async def test_deliveries_are_acked_in_batches_and_none_comes_back(buses: list[Bus]) -> None:
-    """Fewer acks than deliveries, and after a stop every delivery is acked: a new consumer of the
-    same queue receives nothing again."""
-    bus, handled = await recording_bus("rabbit", an_inbox(), buses)
-    assert isinstance(bus, RabbitBus)
-    sent: list[int] = []
-    original = ChannelAcks.flush
-
-    async def counting(self: ChannelAcks) -> None:
-        sent.append(1)
-        await original(self)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ChannelAcks, "flush", counting)
-        events = [an_event() for _ in range(60)]
-        await asyncio.gather(*(bus.publish(e) for e in events))
-        await wait_for(lambda: asyncio.sleep(0, len(handled) == 60), 20, "every delivery")
-        await bus.stop()
-    assert 0 < len(sent) < 60
-    again = RabbitBus("svc", AMQP_URL, bus.exchange)  # the same queue, no inbox: it sees any redelivery
-    seen: list[str] = []
-
-    async def record(ev: Any) -> None:
-        seen.append(ev.event_id)
-
-    again.subscribe(type(events[0]), record)
-    await again.start()
-    await asyncio.sleep(0.5)
-    await again.stop()
-    assert seen == []

@@ -4,8 +4,8 @@
 * one durable queue per (service, event), dead-lettering to ``<exchange>.dlx`` → ``<exchange>.dead-letter``;
 * persistent messages and publisher confirms: ``publish`` returns after the broker's ack, and many
   publishes may wait for theirs at once on the one channel;
-* manual ack after the handler (in batches, see ``acks``); a handler failure requeues, a poison
-  message is dead-lettered with the error in the ``x-error`` header;
+* manual ack after the handler; a handler failure requeues, a poison message is dead-lettered
+  with the error in the ``x-error`` header;
 * aio-pika's robust connection reconnects and re-declares the topology and the consumers by itself.
 
 Messages are consumed with aio-pika directly: FastStream's subscriber path (middlewares, dependency
@@ -32,7 +32,6 @@ from aio_pika.abc import (
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 
-from cirasa.common.bus.acks import ChannelAcks
 from cirasa.common.bus.base import Bus, Outcome, Subscription
 from cirasa.common.events import EVENT_TYPES, Event
 from cirasa.common.metrics import EVENTS_PUBLISHED
@@ -66,7 +65,6 @@ class RabbitBus(Bus):
         self._dlx: AbstractExchange | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
-        self._acks: ChannelAcks | None = None
 
     def subscribe(self, event_cls: type[Any], handler: Any) -> None:
         super().subscribe(event_cls, handler)
@@ -99,29 +97,18 @@ class RabbitBus(Bus):
             self._consumers.append((queue, tag))
 
     async def _on_message(self, sub: Subscription[Any], msg: AbstractIncomingMessage) -> None:
-        acks = self._acks_of(msg.channel)
-        tag = msg.delivery_tag or 0
-        acks.delivered(tag)
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
             outcome = await self.consume(sub, msg.body, msg.routing_key or "")
             if outcome is Outcome.RETRY:
-                acks.settled(tag)
                 await msg.nack(requeue=True)
             else:
-                acks.succeeded(tag)  # acked with the others around it, within ACK_DELAY_S
+                await msg.ack()
         finally:
             if task is not None:
                 self._in_flight.discard(task)
-
-    def _acks_of(self, channel: Any) -> ChannelAcks:
-        """The ack batcher of the channel this delivery came on (a new one after a reconnect: what the
-        old channel had not acked, the broker delivers again)."""
-        if self._acks is None or self._acks.channel is not channel:
-            self._acks = ChannelAcks(channel)
-        return self._acks
 
     async def stop(self) -> None:
         """Stop consuming, let the handlers in flight finish (unacked ones come back), then close."""
@@ -133,9 +120,6 @@ class RabbitBus(Bus):
         self._consumers.clear()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=GRACEFUL_STOP_S)
-        if self._acks is not None:
-            await self._acks.flush()
-            self._acks = None
         if self.connection is not None:
             await self.connection.close()
         self.connection = self._channel = self._events = self._dlx = None
