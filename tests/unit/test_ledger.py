@@ -169,10 +169,12 @@ def test_the_indexes_of_a_platform_state_answer_as_a_scan_would() -> None:
             )
         state.apply(change)
         books = state.bookings
+        assert {b.holder for b in state.offers()} == {b.holder for b in books if b.kind == "offer"}
         for user in ("ann", "bob"):
-            assert {b.holder for b in state.offers_of(user)} == {
-                b.holder for b in books if b.kind == "offer" and b.user == user
-            }
+            mine = Calendar([b for b in books if b.kind == "offer" and b.user == user])
+            a, z = sorted(rng.uniform(-10, 130) for _ in range(2))
+            span = T0 + timedelta(minutes=a), T0 + timedelta(minutes=z)
+            assert state.offered_peak(user, *span) == mine.peak(*span)
             assert {b.holder for b in state.jobs_of(user)} == {
                 b.holder for b in books if b.kind == "job" and b.user == user
             }

@@ -105,9 +105,8 @@ class Calendar:
         i = self._point(b.start)
         j = self._point(b.end)
         cores, memory = sign * b.cores, sign * b.memory_mib
-        for k in range(i, j):
-            self.cores[k] += cores
-            self.memory[k] += memory
+        self.cores[i:j] = [c + cores for c in self.cores[i:j]]
+        self.memory[i:j] = [m + memory for m in self.memory[i:j]]
         if sign < 0:
             self._unpoint(b.end, 2)
             self._unpoint(b.start, 2)

@@ -111,13 +111,11 @@ class CapacityBook:
 
     def offer_room(self, state: PlatformState, user: str, start: datetime, end: datetime) -> tuple[int, int]:
         """Cores and memory ``user`` may still hold in unaccepted offers over ``[start, end)`` on the
-        platform: its ``offer_share`` of the totals, less what the user's offers overlapping that
-        interval hold, so one user's offers never stall everyone else's work."""
+        platform: its ``offer_share`` of the totals, less the most the user's offers hold at any
+        instant of that interval, so one user's offers never stall everyone else's work."""
         share = self.platforms[state.name].offer_share
-        mine = [b for b in state.offers_of(user) if b.start < end and start < b.end]
-        cores = math.ceil(share * state.cores) - sum(b.cores for b in mine)
-        memory_mib = math.ceil(share * state.memory_mib) - sum(b.memory_mib for b in mine)
-        return cores, memory_mib
+        held_cores, held_mib = state.offered_peak(user, start, end)
+        return math.ceil(share * state.cores) - held_cores, math.ceil(share * state.memory_mib) - held_mib
 
     async def release(self, platform: str, holders: set[str]) -> list[Booking]:
         """Remove the bookings of ``holders``; returns those removed."""

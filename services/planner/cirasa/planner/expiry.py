@@ -64,8 +64,8 @@ class Expiry:
         state = await self._capacity.state(platform)
         stale = {
             b.holder
-            for b in state.bookings
-            if b.kind == "offer" and b.expires_at is not None and b.expires_at <= now - ORPHAN_GRACE
+            for b in state.offers()
+            if b.expires_at is not None and b.expires_at <= now - ORPHAN_GRACE
         }
         for holder in stale:
             owner = await self._proposals.by_offer(holder)

@@ -2,8 +2,9 @@
 
 The state is at one ``version`` of the platform (see ``ledger``) and moves forward by applying the
 changes committed after it. Every question an offer asks costs a dictionary lookup or a binary search
-(and the steps of the calendar it looks at), whatever the number of live bookings: by holder, a user's
-unaccepted offers, the bookings of a job, and the usage step function (``Calendar``).
+(and the steps of the calendar it looks at), whatever the number of live bookings: by holder, what a
+user's unaccepted offers hold over time (a calendar per user), a user's jobs, the bookings of a job,
+and the platform's usage step function (``Calendar``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class PlatformState:
         self.last: BookingChange | None = None  # the change that made ``version``
         self.materialised = version  # every change up to this one is in the bookings collection
         self.held: dict[str, Booking] = {}
-        self._offers_of: dict[str, set[str]] = {}  # user -> holders of their unaccepted offers
         self._jobs_of: dict[str, set[str]] = {}  # user -> holders of their jobs' bookings
+        self._offers: set[str] = set()  # holders of every unaccepted offer
+        self._offered_to: dict[str, Calendar] = {}  # user -> what their unaccepted offers hold, over time
         self._of_job: dict[str, set[str]] = {}  # job id -> holders
         for b in bookings:
             self._index(b)
@@ -51,9 +53,14 @@ class PlatformState:
         self.version = change.v
         self.last = change
 
-    def offers_of(self, user: str) -> list[Booking]:
-        """The user's unaccepted offers' bookings."""
-        return [self.held[h] for h in self._offers_of.get(user, ())]
+    def offers(self) -> list[Booking]:
+        """Every unaccepted offer's booking."""
+        return [self.held[h] for h in self._offers]
+
+    def offered_peak(self, user: str, start: datetime, end: datetime) -> tuple[int, int]:
+        """Most cores and memory the user's unaccepted offers hold at any instant of ``[start, end)``."""
+        calendar = self._offered_to.get(user)
+        return calendar.peak(start, end) if calendar is not None else (0, 0)
 
     def jobs_of(self, user: str) -> list[Booking]:
         """The bookings of the user's jobs."""
@@ -72,9 +79,12 @@ class PlatformState:
 
     def _index(self, b: Booking) -> None:
         self.held[b.holder] = b
-        if b.user is not None:
-            index = self._offers_of if b.kind == "offer" else self._jobs_of
-            index.setdefault(b.user, set()).add(b.holder)
+        if b.kind == "offer":
+            self._offers.add(b.holder)
+        if b.user is not None and b.kind == "offer":
+            self._offered_to.setdefault(b.user, Calendar()).add(b)
+        elif b.user is not None:
+            self._jobs_of.setdefault(b.user, set()).add(b.holder)
         if b.job_id is not None:
             self._of_job.setdefault(b.job_id, set()).add(b.holder)
 
@@ -83,7 +93,12 @@ class PlatformState:
         if b is None:
             return
         self.calendar.remove(b)
-        by_user = self._offers_of if b.kind == "offer" else self._jobs_of
+        self._offers.discard(holder)
+        if b.kind == "offer" and b.user is not None:
+            self._offered_to[b.user].remove(b)
+            if not self._offered_to[b.user].times:
+                del self._offered_to[b.user]
+        by_user = {} if b.kind == "offer" else self._jobs_of  # offers: by user in _offered_to
         for index, key in ((by_user, b.user), (self._of_job, b.job_id)):
             holders = index.get(key) if key is not None else None
             if holders is not None:
