@@ -21,7 +21,7 @@ from pymongo import ASCENDING, IndexModel
 from cirasa.common.events import OfferPhase, ResourceRequest, Resources, TaskProposed, as_utc
 from cirasa.common.store import Document
 from cirasa.common.store.documents import StoredDocument
-from cirasa.planner.calendar import DISPATCH_SLACK, Booking
+from cirasa.planner.calendar import DISPATCH_SLACK, Booking, BookingKind
 
 PROPOSALS = "proposals"
 PLATFORMS = "platforms"
@@ -174,10 +174,26 @@ class StoredBooking(StoredDocument):
     memory_mib: int = 0
     start: UtcDatetime | None = None
     end: UtcDatetime | None = None
-    kind: str = "offer"
+    kind: BookingKind = "offer"
     job_id: str | None = None
     expires_at: UtcDatetime | None = None
     user: str | None = None
+
+    def booking(self) -> Booking:
+        """The booking it holds (a live one: tombstones have no interval)."""
+        if self.start is None or self.end is None:
+            raise ValueError(f"booking {self.id} has no interval (removed: {self.removed})")
+        return Booking(
+            self.id,
+            self.cores,
+            self.memory_mib,
+            self.start,
+            self.end,
+            self.kind,
+            self.job_id,
+            self.expires_at,
+            self.user,
+        )
 
 
 class StartDelayStats(StoredDocument):

@@ -30,7 +30,7 @@ from cirasa.common.events import utcnow
 from cirasa.common.store import Collection, Database
 from cirasa.common.store.documents import Documents
 from cirasa.planner.calendar import Booking
-from cirasa.planner.documents import BOOKINGS, PLATFORMS, BookingChange, Platform
+from cirasa.planner.documents import BOOKINGS, PLATFORMS, BookingChange, Platform, StoredBooking
 from cirasa.planner.platform_state import PlatformState
 
 TOMBSTONE_TTL = timedelta(hours=1)  # a removed booking's document is deleted this long after
@@ -55,7 +55,7 @@ class Ledger:
             return None
         # read after the platform document: every change before its ``last`` is in what we read now
         cursor = self.bookings.find({"platform": name, "removed": False})
-        held = [Booking.from_doc({**raw, "holder": raw["_id"]}) async for raw in cursor]
+        held = [StoredBooking.from_doc(raw).booking() async for raw in cursor]
         last = doc.last if doc.last is not None and doc.last.v == doc.version else None
         state = PlatformState(name, doc.cores, doc.memory_mib, doc.version - (last is not None), held)
         if last is not None:
