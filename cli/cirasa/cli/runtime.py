@@ -75,7 +75,7 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
 
 
 def run(names: Sequence[str], settings: Settings, memory: bool) -> None:
-    broker = MemoryBroker() if memory else None
+    broker = MemoryBroker(record=False) if memory else None
     services = [build_service(n, settings, broker) for n in names]
     try:
         import uvloop  # libuv's event loop: the HTTP and AMQP paths spend less CPU per message

@@ -26,12 +26,15 @@ class DeadLetter:
 
 @dataclass
 class MemoryBroker:
-    """Shared by every MemoryBus of one process, like one RabbitMQ vhost."""
+    """Shared by every MemoryBus of one process, like one RabbitMQ vhost. ``published`` keeps every
+    event published, for tests and the simulation to read; ``cirasa dev`` turns it off (``record``),
+    or a long-running process would keep them all."""
 
     queues: dict[str, asyncio.Queue[tuple[bytes, str]]] = field(default_factory=dict)
     bindings: dict[str, set[str]] = field(default_factory=dict)  # routing key -> queue names
     dead_letters: list[DeadLetter] = field(default_factory=list)
     published: list[Event] = field(default_factory=list)
+    record: bool = True
 
     def declare(self, queue: str, routing_key: str) -> asyncio.Queue[tuple[bytes, str]]:
         q = self.queues.setdefault(queue, asyncio.Queue())
@@ -78,7 +81,8 @@ class MemoryBus(Bus):
         self._tasks.clear()
 
     async def publish(self, event: Event) -> None:
-        self.broker.published.append(event)
+        if self.broker.record:
+            self.broker.published.append(event)
         self.broker.route(event.model_dump_json().encode(), event.routing_key)
         EVENTS_PUBLISHED.labels(self.service, event.type).inc()
 
