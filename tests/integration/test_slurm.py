@@ -159,7 +159,10 @@ def test_capacity_and_queue(backend: SlurmBackend) -> None:
     assert cap.total_memory_mb > 0
 
 
-@pytest.mark.skipif(shutil.which("scontrol") is None, reason="scontrol is not installed here")
+@pytest.mark.skipif(
+    shutil.which("scontrol") is None and not os.environ.get("CI"),  # in CI, a missing scontrol fails
+    reason="scontrol is not installed here",
+)
 def test_token_minted_by_command(root: Path) -> None:
     user = os.environ.get("CIRASA_TEST_SLURM_USER", "root")
     opts = slurm_options(token_command=["scontrol", "token", f"username={user}", "lifespan=300"])
