@@ -53,28 +53,31 @@ class Candidate:
     memory_mib: int
     description: str
 
-    def offer(
-        self,
-        offer_id: str,
-        end: datetime,
-        expires: datetime,
-        state: OfferPhase,
-        description: str,
-        booked_until: datetime,
-    ) -> Offer:
-        return Offer(
-            offer_id=offer_id,
-            platform=self.platform.name,
-            backend=self.platform.backend,
-            cores=self.cores,
-            memory_mib=self.memory_mib,
-            start=self.start,
-            end=end,
-            expires_at=expires,
-            state=state,
-            description=description,
-            booked_until=booked_until,
-        )
+
+def offer_of(
+    platform: PlatformConfig,
+    booked: Booking,
+    run: timedelta,
+    expires: datetime,
+    state: OfferPhase,
+    description: str,
+) -> Offer:
+    """The offer ``booked`` stands for: the job runs ``run`` from the booking's start (never past its
+    end), and the booking holds until its end. Made from what is booked, not from the search that led
+    there: a redelivery or a retry finds the holder's earlier booking (see ``CapacityBook.book``)."""
+    return Offer(
+        offer_id=booked.holder,
+        platform=platform.name,
+        backend=platform.backend,
+        cores=booked.cores,
+        memory_mib=booked.memory_mib,
+        start=booked.start,
+        end=min(booked.start + run, booked.end),
+        expires_at=expires,
+        state=state,
+        description=description,
+        booked_until=booked.end,
+    )
 
 
 def offer_made(
@@ -208,13 +211,8 @@ class Offers:
             )
             b = await self._capacity.book(platform.name, booking)  # or what an earlier delivery booked
             if b is not None:
-                booked = replace(cand, start=b.start, cores=b.cores, memory_mib=b.memory_mib)
-                end = min(b.start + duration + delay, b.end)
-                offers.append(
-                    booked.offer(
-                        offer_id, end, b.expires_at or expires, "OFFERED", cand.description + note, b.end
-                    )
-                )
+                run, expiry = duration + delay, b.expires_at or expires
+                offers.append(offer_of(platform, b, run, expiry, "OFFERED", cand.description + note))
         return offers
 
     async def _within_share(

@@ -81,8 +81,8 @@ class PlatformState:
         self.held[b.holder] = b
         if b.kind == "offer":
             self._offers.add(b.holder)
-        if b.user is not None and b.kind == "offer":
-            self._offered_to.setdefault(b.user, Calendar()).add(b)
+            if b.user is not None:
+                self._offered_to.setdefault(b.user, Calendar()).add(b)
         elif b.user is not None:
             self._jobs_of.setdefault(b.user, set()).add(b.holder)
         if b.job_id is not None:
@@ -93,15 +93,21 @@ class PlatformState:
         if b is None:
             return
         self.calendar.remove(b)
-        self._offers.discard(holder)
-        if b.kind == "offer" and b.user is not None:
-            self._offered_to[b.user].remove(b)
-            if not self._offered_to[b.user].times:
-                del self._offered_to[b.user]
-        by_user = {} if b.kind == "offer" else self._jobs_of  # offers: by user in _offered_to
-        for index, key in ((by_user, b.user), (self._of_job, b.job_id)):
-            holders = index.get(key) if key is not None else None
-            if holders is not None:
-                holders.discard(holder)
-                if not holders:
-                    del index[key]  # type: ignore[arg-type]
+        if b.kind == "offer":
+            self._offers.discard(holder)
+            if b.user is not None:
+                offered = self._offered_to[b.user]
+                offered.remove(b)
+                if not offered.times:
+                    del self._offered_to[b.user]
+        elif b.user is not None:
+            _discard(self._jobs_of, b.user, holder)
+        if b.job_id is not None:
+            _discard(self._of_job, b.job_id, holder)
+
+
+def _discard(index: dict[str, set[str]], key: str, holder: str) -> None:
+    holders = index[key]
+    holders.discard(holder)
+    if not holders:
+        del index[key]

@@ -16,7 +16,7 @@ from cirasa.planner.calendar import DISPATCH_SLACK, Booking, free_at
 from cirasa.planner.capacity import CapacityBook, mib
 from cirasa.planner.documents import WAITING_FIELDS, Offer, Proposal, WaitingProposal
 from cirasa.planner.fit import static_fit
-from cirasa.planner.offers import Candidate, Offers, offer_id_for, offer_made, start_window
+from cirasa.planner.offers import Offers, offer_id_for, offer_made, offer_of, start_window
 from cirasa.planner.proposals import Proposals
 
 DRAIN_BATCH = 500  # waiting proposals looked at per drain, oldest first
@@ -75,9 +75,7 @@ class Waiting:
                 held = await self._capacity.book(platform.name, booking)
                 if held is None:
                     continue
-                placed = Candidate(platform, held.start, held.cores, held.memory_mib, cand.description)
-                end = min(held.start + duration, held.end)
-                offer = placed.offer(offer_id, end, now, "ACCEPTED", "auto-accepted", held.end)
+                offer = offer_of(platform, held, duration, now, "ACCEPTED", "auto-accepted")
                 events: list[Event] = [
                     offer_made(self._proposals.envelope(task), task, offer),
                     self._proposals.job_submitted(task, pid, offer),
