@@ -89,7 +89,7 @@ MUTANTS = (
     Mutant(
         "seq guard removed from accounting's jobs",
         "services/accounting/cirasa/accounting/service.py",
-        '{"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": _TERMINAL}},',
+        '{"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}},',
         '{"_id": ev.job_id},',
         (
             "tests/integration/test_accounting.py::"

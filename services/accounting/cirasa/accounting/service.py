@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from cirasa.accounting.documents import ALL_USERS, FILES, JOBS, USAGE, AccountedFile, AccountedJob, Usage
 from cirasa.common.events import (
+    TERMINAL_STATES,
     FileDeleted,
     FileUploaded,
     JobState,
@@ -39,7 +40,6 @@ from cirasa.common.store.documents import Documents
 JOBSIZE_REFRESH_S = 60.0
 PLATFORM_USAGE_EVERY_S = 5.0  # the platform-wide usage (every job, every file) is recomputed this often
 
-_TERMINAL = [s.value for s in JobState if s.is_terminal]
 _STATE_FIELDS = {
     JobState.SUCCESS.value: "njobs_completed",
     JobState.FAILURE.value: "njobs_failed",
@@ -107,7 +107,7 @@ class Accounting(Service):
         only if ``ev`` is newer and the job not final (else the upsert's insert collides on ``_id``)."""
         with contextlib.suppress(DuplicateKeyError):  # stale, or the job is final: not applied
             await self.jobs.update(
-                {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": _TERMINAL}},
+                {"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}},
                 {
                     "$set": {"state": ev.state.value, "seq": ev.seq, "elapsed_s": max(ev.elapsed_s, 0.0)},
                     "$setOnInsert": {"user": ev.user, "app": ev.app},

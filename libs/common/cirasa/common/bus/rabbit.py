@@ -26,7 +26,6 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
@@ -60,7 +59,6 @@ class RabbitBus(Bus):
         self._prefetch = prefetch
         self.contract = _Contract(amqp_url, exchange)
         self.connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
         self._events: AbstractExchange | None = None
         self._dlx: AbstractExchange | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
@@ -87,7 +85,6 @@ class RabbitBus(Bus):
         self._events = await channel.declare_exchange(
             self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        self._channel = channel
         for sub in self.subscriptions:
             queue = await channel.declare_queue(
                 sub.queue, durable=True, arguments={"x-dead-letter-exchange": dlx_name}
@@ -122,7 +119,7 @@ class RabbitBus(Bus):
             await asyncio.wait(set(self._in_flight), timeout=GRACEFUL_STOP_S)
         if self.connection is not None:
             await self.connection.close()
-        self.connection = self._channel = self._events = self._dlx = None
+        self.connection = self._events = self._dlx = None
 
     async def publish(self, event: Event) -> None:
         if self._events is None:
