@@ -64,7 +64,7 @@ from typing import Any
 import aio_pika
 import httpx
 
-from cirasa.cli.launcher import ProcessStack, free_port, stack_env, wait_http
+from cirasa.cli.launcher import ProcessStack, free_port, stack_env, stop_processes, wait_http
 from cirasa.cli.runtime import SERVICES
 from cirasa.common.events import EVENT_TYPES, TERMINAL_STATES
 
@@ -285,14 +285,7 @@ class Harness:
         for stack in self.stacks:
             stack.stop()
         self.stacks.clear()
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
         self.procs.clear()
         while self.exchanges:
             exchange = self.exchanges[-1]
