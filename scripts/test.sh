@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/pytest ] || bash scripts/install.sh
 bash scripts/ensure-rabbitmq.sh
 bash scripts/ensure-sandbox.sh   # the sandbox tests need it: no sandbox, no green run
+bash scripts/ensure-chromium.sh  # the browser tests drive Debian's Chromium: none, no green run
 # a real Slurm cluster for tests/integration/test_slurm.py; in CI it must come up, elsewhere those
 # tests skip when it cannot
 if [ -z "${CIRASA_TEST_SLURM_URL:-}" ]; then

@@ -7,15 +7,19 @@ from collections.abc import Callable, Sequence
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from cirasa.common.http import add_request_metrics, health_router
 from cirasa.common.service import Service
-from cirasa.gateway import caesar, uws, webpage
+from cirasa.gateway import caesar, uws
 from cirasa.gateway.auth import TokenVerifier, current_user
 from cirasa.gateway.broker import routes as broker
 from cirasa.gateway.errors import GatewayError, Unauthorized
 from cirasa.gateway.service import Gateway
+from cirasa.gateway.web import api as web_api
+from cirasa.gateway.web import events as web_events
+from cirasa.gateway.web import page
 
 ErrorForm = Callable[[Request, GatewayError], Response]
 # Each face answers errors in its own form, chosen by path; caesar-rest's is the default.
@@ -27,7 +31,7 @@ ERROR_FORMS: tuple[tuple[str, ErrorForm], ...] = (
 
 def create_app(gateway: Gateway, services: Sequence[Service] = ()) -> FastAPI:
     """``services`` are every service this process runs (all five in ``cirasa dev``) for /readyz."""
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from packaged assets: no CDN, so they work offline
         title="CIRASA gateway",
         version="0.1.0",
         description="caesar-rest compatible source-finding API over an event-driven execution platform",
@@ -39,7 +43,10 @@ def create_app(gateway: Gateway, services: Sequence[Service] = ()) -> FastAPI:
     app.include_router(caesar.router)
     app.include_router(broker.router)
     app.include_router(uws.router)
-    app.include_router(webpage.router)
+    app.include_router(web_api.router)
+    app.include_router(web_events.router)
+    app.include_router(page.router)
+    page.mount_static(app)
     add_request_metrics(app, "gateway")
     app.add_exception_handler(GatewayError, gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(Unauthorized, unauthorized)  # type: ignore[arg-type]

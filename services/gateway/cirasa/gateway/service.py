@@ -19,6 +19,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from cirasa.common.events import (
+    TERMINAL_STATES,
     CancelRequested,
     FileDeleted,
     FileUploaded,
@@ -295,6 +296,12 @@ class Gateway(Service):
             {"_id": job.id}, {"$set": {"cancel_requested_at": utcnow()}, "$push": queued.push}
         )
         await self.relay.flush(self.jobs.raw, job.id, queued.entries)
+
+    async def delete_job(self, user: str, job: Job) -> None:
+        """Take the job off the user's lists; one still under way is cancelled first."""
+        if job.state not in TERMINAL_STATES:
+            await self.request_cancel(user, job)
+        await self.jobs.update({"_id": job.id}, {"$set": {"deleted": True}})
 
     def job_dir(self, job: Job) -> Path:
         return self.settings.jobs_dir / safe_user(job.user) / f"job_{job.id}"

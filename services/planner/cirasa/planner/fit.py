@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cirasa.backends.factory import CONTAINER_BACKENDS, FACTORIES
-from cirasa.backends.sandbox import sandbox_available
+from cirasa.backends.app_fit import app_unfit
+from cirasa.backends.factory import CONTAINER_BACKENDS
 from cirasa.common.events import ResourceRequest, Resources, TaskProposed
 from cirasa.common.settings import PlatformConfig
 from cirasa.finders.registry import get_app
@@ -35,22 +35,8 @@ def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
             reasons.append(f"{name}: does not run arbitrary container images (options.run_images is off)")
     elif app is None:
         reasons.append(f"{name}: unknown app {task.app!r}")
-    elif platform.backend not in FACTORIES:
-        reasons.append(f"{name}: the {platform.backend} backend is not available in this release")
-    elif platform.apps is not None and task.app not in platform.apps:
-        reasons.append(
-            f"{name}: does not offer app {task.app!r} (it offers {', '.join(platform.apps) or 'none'})"
-        )
-    elif app.untrusted and platform.backend == "local" and (why := local_sandbox_missing(platform)):
-        reasons.append(f"{name}: app {task.app!r} runs user-supplied code, which needs a sandbox, and {why}")
-    elif not app.runnable_without_container:
-        if platform.backend not in CONTAINER_BACKENDS:
-            reasons.append(
-                f"{name}: app {task.app!r} needs its container image {app.image}, "
-                f"and a {platform.backend} platform runs only Python apps"
-            )
-        elif task.app not in platform.containers:
-            reasons.append(f"{name}: no container image for app {task.app!r} is declared on this platform")
+    elif why := app_unfit(app, platform):
+        reasons.append(why)
     if req.min_cores > platform.cores:
         reasons.append(f"{name}: needs {req.min_cores} cores; the platform has {platform.cores}")
     if req.min_memory_gib > platform.memory_gib:
@@ -64,14 +50,6 @@ def static_fit(task: TaskProposed, platform: PlatformConfig) -> Fit:
             f"{platform.max_duration_s} s"
         )
     return Fit(platform, reasons)
-
-
-def local_sandbox_missing(platform: PlatformConfig) -> str | None:
-    """Why a local platform cannot sandbox a job (None: it can). The planner of a local platform runs
-    on its host, so it can look."""
-    if platform.options.get("sandbox", True) is False:
-        return "the platform's sandbox is switched off (options.sandbox)"
-    return sandbox_available()
 
 
 def no_reasons_summary(task: TaskProposed, fits: list[Fit]) -> str:

@@ -1,0 +1,1 @@
+"""The web page and the API it and the CLI share (``/cirasa/api/v1``)."""
