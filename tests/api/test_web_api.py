@@ -4,12 +4,16 @@ the live job stream; bad input gets a 4xx naming the problem and changes nothing
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
+from cirasa.gateway.web.events import job_events
 from tests.conftest import API, Stack
 from tests.live import LiveGateway
 
@@ -133,3 +137,21 @@ def test_the_job_stream_sends_every_change(live_gateway: LiveGateway, fits_image
                 if jobs[0]["final"]:
                     break
     assert states[-1] == "SUCCESS" and "RUNNING" in states
+
+
+async def test_the_job_stream_ends_when_the_server_drains(memory_stack: Stack) -> None:
+    """A shutdown waits for open responses: the stream must end by itself once the server drains."""
+    gateway = memory_stack.services["gateway"]
+    draining = False
+    app = SimpleNamespace(state=SimpleNamespace(draining=lambda: draining))
+    request = SimpleNamespace(app=app, is_disconnected=lambda: asyncio.sleep(0, result=False))
+    stream = job_events(request, gateway, "anonymous")  # type: ignore[arg-type]
+    assert (await anext(stream)).startswith("retry:")
+    assert (await anext(stream)).startswith("event: jobs")
+    draining = True
+    rest = await asyncio.wait_for(collect(stream), timeout=5)
+    assert rest == []
+
+
+async def collect(stream: AsyncIterator[str]) -> list[str]:
+    return [chunk async for chunk in stream]

@@ -39,6 +39,9 @@ def build_service(name: str, settings: Settings, memory: MemoryBroker | None = N
     return SERVICES[name](settings, bus, db)
 
 
+GRACEFUL_SHUTDOWN_S = 10  # requests still open this long after SIGTERM are cancelled
+
+
 def http_app(services: Sequence[Service]) -> FastAPI:
     gateway = next((s for s in services if isinstance(s, Gateway)), None)
     if gateway is not None:
@@ -56,6 +59,8 @@ def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         access_log=False,
         lifespan="off",
         http=guarded_protocol(AutoHTTPProtocol, settings.http_limits),
+        # a request still open (an event stream that missed ``draining``) must not hold a shutdown
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
@@ -65,8 +70,9 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     for service in services:
         await service.start()
-    config = http_config(http_app(services), settings)
-    server = uvicorn.Server(config)  # it handles SIGINT/SIGTERM when run in the main thread
+    app = http_app(services)
+    server = uvicorn.Server(http_config(app, settings))  # it handles SIGINT/SIGTERM in the main thread
+    app.state.draining = lambda: server.should_exit  # long-lived responses end when it turns True
     try:
         await server.serve()
     finally:

@@ -2,8 +2,8 @@
 
 The stream reads the read model once a second (any gateway replica can serve it: none needs to have
 consumed the events itself) and sends ``event: jobs`` with every job's summary when something changed,
-a comment line as a heartbeat otherwise, and ends after ``MAX_STREAM_S`` (clients reconnect), so a
-shutdown never waits long for it.
+a comment line as a heartbeat otherwise, and ends after ``MAX_STREAM_S`` (clients reconnect) or as
+soon as the server starts shutting down, which would otherwise wait for it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ router = APIRouter(prefix=PREFIX, tags=["web page and CLI"])
 async def job_events(request: Request, gateway: Gateway, user: str) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     last, quiet_since, started = "", time.monotonic(), time.monotonic()
-    while time.monotonic() - started < MAX_STREAM_S and not await request.is_disconnected():
+    draining = getattr(request.app.state, "draining", lambda: False)  # set by the HTTP server's runner
+    while (
+        time.monotonic() - started < MAX_STREAM_S and not draining() and not await request.is_disconnected()
+    ):
         payload = json.dumps(finite(await job_summaries(gateway, user)), default=str)
         if payload != last:
             last, quiet_since = payload, time.monotonic()
