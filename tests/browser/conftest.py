@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.api.test_auth import jwks_url  # noqa: F401 (a fixture: an issuer's keys, for sign-in)
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CIRASA_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 

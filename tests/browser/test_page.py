@@ -14,7 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from cirasa.common.settings import AuthSettings, GatewaySettings, Settings
 from cirasa.finders.imaging import synthetic_image
+from tests.api.test_auth import AUDIENCE, ISSUER, token
 from tests.browser.conftest import Shots
 from tests.live import LiveGateway
 
@@ -227,3 +229,32 @@ def test_api_docs_work_offline(live_gateway: LiveGateway, page: Page, shots: Sho
     expect(page.locator("#app option").first).to_be_attached()
     needed = [(kind, url) for kind, url in outside if kind != "image"]
     assert needed == [], f"the pages asked other sites for {needed}"
+
+
+def test_with_sign_in_the_page_asks_for_a_token_and_shows_only_the_users_work(
+    settings: Settings, jwks_url: str, page: Page, shots: Shots, images: dict[str, Path]
+) -> None:
+    settings.gateway = GatewaySettings(
+        auth=AuthSettings(enabled=True, issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_url)
+    )
+    gateway = LiveGateway(settings)
+    gateway.start()
+    try:
+        headers = {"Authorization": f"Bearer {token('bob@example.org')}"}
+        with images["field_B"].open("rb") as fh:
+            files = {"file": ("field_B.fits", fh.read())}
+        httpx.post(f"{gateway.url}/caesar/api/v1.0/upload", files=files, headers=headers).raise_for_status()
+
+        page.goto(gateway.url + "/")
+        expect(page.locator("#banner")).to_contain_text("access token")
+        page.fill("#token", token("alice@example.org"))
+        page.click("#token-form button")
+        expect(page.locator("#banner")).to_be_hidden()
+        expect(page.locator("#no-files")).to_be_visible()  # bob's image is not alice's
+        upload(page, images["sky"])
+        submit(page, "sep")
+        wait_state(page, "SUCCESS")  # the live stream carries the token too
+        expect(page.locator("#viewer")).to_have_attribute("data-ready", "1")  # so does the image
+        shots("signed-in")
+    finally:
+        gateway.stop()
