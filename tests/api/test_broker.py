@@ -289,7 +289,7 @@ async def test_a_jupyter_notebook_runs_headless(broker_stack: Stack) -> None:
     ] == "COMPLETED"
     job_dir = broker_stack.settings.jobs_dir / "anonymous" / f"job_{session}"
     assert (job_dir / "answer.txt").read_text() == "42"
-    assert (job_dir / f"executed-{file_id}.ipynb").is_file()
+    assert (job_dir / "executed-analysis.ipynb").is_file()  # named after the notebook, as uploaded
     failing = await broker_stack.client.post(
         f"{API}/upload", files={"file": ("bad.ipynb", notebook("1 / 0"))}
     )

@@ -154,7 +154,8 @@ async def test_a_queued_job_is_not_aborted(memory_stack: Stack, fits_image: Path
         await gateway.reproposal.sweep()
         await asyncio.sleep(0.3)
     status = await memory_stack.status(queued)
-    assert status["state"] == "PENDING" and "Waiting for free capacity" in status["status"]
+    assert status["state"] == "PENDING"
+    assert status["status"].startswith("Waiting for 1 core on local, held by 1 running job until "), status
     for job in blockers:
         await memory_stack.client.post(f"{API}/job/{job}/cancel")
 

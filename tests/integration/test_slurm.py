@@ -138,6 +138,7 @@ def test_failure_with_its_exit_code(backend: SlurmBackend, root: Path) -> None:
     results = {spec.job_id: wait_status(backend, spec, sid, final, 60) for sid, spec in ids.items()}
     assert (results[failing.job_id].state, results[failing.job_id].exit_code) == (JobState.FAILURE, 3)
     assert "exit code 3" in results[failing.job_id].status
+    assert results[failing.job_id].status.startswith("oops (")  # what the job said on its stderr, first
     assert "oops" in (failing.job_dir / "stderr.log").read_text()
     assert (results[killed.job_id].state, results[killed.job_id].exit_code) == (JobState.FAILURE, -9)
     assert "signal 9" in results[killed.job_id].status

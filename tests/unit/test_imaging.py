@@ -80,3 +80,16 @@ def test_truth_csv(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["id", "x", "y", "ra", "dec", "peak_jy", "flux_jy"]
     assert float(rows[0]["y"]) == 20.25
+
+
+def test_truth_csv_of_a_synthetic_image_says_its_noise(tmp_path: Path) -> None:
+    """``cirasa compare`` then needs no --noise-ujy for its signal-to-noise cut."""
+    from cirasa.finders.compare import load_table
+
+    truth = synthetic_image(tmp_path / "sky.fits", size=128, n_sources=3, seed=1, noise_jy=30e-6)
+    path = write_truth_csv(tmp_path / "truth.csv", truth)
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "x", "y", "ra", "dec", "peak_jy", "flux_jy", "noise_jy"]
+    assert {float(r["noise_jy"]) for r in rows} == {30e-6}
+    assert load_table(path).noise_jy == 30e-6

@@ -105,8 +105,23 @@ def test_failure_exit_code(job_dir: Path) -> None:
     start_local_job(job_dir, py("import sys; print('bad', file=sys.stderr); sys.exit(3)"), 1, 1, 30)
     status = wait_state(job_dir, FINAL)
     assert (status.state, status.exit_code) == ("FAILURE", 3)
-    assert status.status == "Process terminated with return code 3"
+    assert status.status == "bad (process terminated with return code 3)"
     assert "bad" in (job_dir / "stderr.log").read_text()
+
+
+def test_a_failure_says_the_last_line_of_the_traceback(job_dir: Path) -> None:
+    code = (
+        "import sys; print('reading sky.png', file=sys.stderr); raise ValueError('not a readable FITS file')"
+    )
+    start_local_job(job_dir, py(code), 1, 1, 30)
+    status = wait_state(job_dir, FINAL)
+    assert (status.state, status.exit_code) == ("FAILURE", 1)
+    assert status.status == "ValueError: not a readable FITS file (process terminated with return code 1)"
+
+
+def test_a_silent_failure_says_only_how_it_ended(job_dir: Path) -> None:
+    start_local_job(job_dir, py("import sys; print('   '); sys.exit(4)"), 1, 1, 30)
+    assert wait_state(job_dir, FINAL).status == "Process terminated with return code 4"
 
 
 def test_killed_by_signal(job_dir: Path) -> None:

@@ -57,6 +57,8 @@ def test_argv_is_a_list_in_declaration_order() -> None:
     argv = SEP.build_argv({"no-clean": True, "seedthr": 4.0, "no-preview": False}, "/data/u/x.fits")
     assert argv[:3] == [sys.executable, "-m", "cirasa.finders.runners.sep"]
     assert argv[3:] == ["--seedthr=4.0", "--no-clean", "--image", "/data/u/x.fits", "--out-dir", "."]
+    named = SEP.build_argv({}, "/data/u/3f2a.fits", "field B.fits")
+    assert named[3:] == ["--image", "/data/u/3f2a.fits", "--image-name", "field B.fits", "--out-dir", "."]
 
 
 def test_describe_uses_caesar_keys() -> None:

@@ -398,6 +398,21 @@ def test_poll_is_one_request_for_many_jobs(fake: FakeSlurm, tmp_path: Path) -> N
     assert backend(fake, tmp_path).poll([]) == {} and len(fake.requests) == 1
 
 
+def test_a_failure_says_what_the_job_wrote_to_its_stderr(fake: FakeSlurm, tmp_path: Path) -> None:
+    failed = {"job_state": "FAILED", "exit_code": 512, "flags": ["JOB_WAS_RUNNING"]}
+    fake.jobs = [{"job_id": 1, "name": "cirasa-a", **failed}, {"job_id": 2, "name": "cirasa-b", **failed}]
+    said, silent = tmp_path / "job_a", tmp_path / "job_b"  # b's stderr is not readable from here
+    said.mkdir()
+    (said / "stderr.log").write_text("sep_finder: error: not a readable FITS file: sky.png\n\n")
+    out = backend(fake, tmp_path).poll([TrackedJob("a", "1", said), TrackedJob("b", "2", silent)])
+    a, b = out["a"], out["b"]
+    assert a is not None and a.status == (
+        "sep_finder: error: not a readable FITS file: sky.png "
+        "(job completed execution unsuccessfully (exit code 2))"
+    )
+    assert b is not None and b.status == "Job completed execution unsuccessfully (exit code 2)"
+
+
 def test_errors_in_a_jobs_listing_never_look_like_vanished_jobs(fake: FakeSlurm, tmp_path: Path) -> None:
     fake.jobs_errors = [{"error_number": 1, "error": "Unspecified error", "source": "slurm_load_jobs"}]
     with pytest.raises(SlurmError, match="Unspecified error"):

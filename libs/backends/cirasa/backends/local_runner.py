@@ -20,8 +20,8 @@ Exit codes recorded for the job (``exit_code``):
 
 The runner itself exits 0 once it has recorded a final state, 2 on bad usage and 1 when it failed
 internally (after a best-effort FAILURE record). It imports only the standard library on purpose:
-it must start fast and must not depend on the service's third-party packages (``sandbox`` is
-standard library too).
+it must start fast and must not depend on the service's third-party packages (``sandbox``,
+``font_cache`` and ``stderr_reason`` are standard library too).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from types import FrameType
 from typing import Any
 
 from cirasa.backends.sandbox import CONTROL_DIR, NOBODY, Sandbox, prepare_job_dir, sandbox_argv
+from cirasa.backends.stderr_reason import stderr_reason, with_reason
 
 STATE_FILE = "state.json"
 CANCEL_FILE = "cancel"
@@ -219,7 +220,7 @@ class Supervisor:
         if self.sandbox is not None:
             box = replace(self.sandbox, env={**self.sandbox.env, **threads})
             prepare_job_dir(box)
-            argv = sandbox_argv(box, self.argv)
+            argv = sandbox_argv(box, self.argv, share_font_list=True)
         with (
             open(self.job_dir / STDOUT_LOG, "wb") as out,
             open(self.job_dir / STDERR_LOG, "wb") as err,
@@ -256,9 +257,11 @@ class Supervisor:
             return "CANCELED", CANCEL_EXIT_CODE, "Runner was stopped"
         if returncode == 0:
             return "SUCCESS", 0, "Process terminated with success"
+        # what the job last said on its stderr is why it failed, for the user
+        reason = stderr_reason(self.job_dir / STDERR_LOG)
         if returncode < 0:
-            return "FAILURE", returncode, f"Process terminated with SIG {-returncode}"
-        return "FAILURE", returncode, f"Process terminated with return code {returncode}"
+            return "FAILURE", returncode, with_reason(f"Process terminated with SIG {-returncode}", reason)
+        return "FAILURE", returncode, with_reason(f"Process terminated with return code {returncode}", reason)
 
     def _supervise(self, proc: subprocess.Popen[bytes]) -> tuple[str, int, str]:
         while True:

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cirasa.backends.font_cache import font_list_binds
+
 CONTROL_DIR = ".cirasa"
 NOBODY = 65534
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -124,8 +126,11 @@ def _environment(box: Sandbox) -> list[str]:
     return args
 
 
-def sandbox_argv(box: Sandbox, argv: Sequence[str], bwrap: str | None = None) -> list[str]:
-    """``argv`` wrapped so that it runs inside the sandbox described by ``box``."""
+def sandbox_argv(
+    box: Sandbox, argv: Sequence[str], bwrap: str | None = None, share_font_list: bool = False
+) -> list[str]:
+    """``argv`` wrapped so that it runs inside the sandbox described by ``box``; with
+    ``share_font_list``, matplotlib finds the host's font list built (``font_cache``)."""
     bwrap = bwrap or bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
@@ -140,6 +145,8 @@ def sandbox_argv(box: Sandbox, argv: Sequence[str], bwrap: str | None = None) ->
     args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
     for cache in CACHE_DIRS:
         args += ["--perms", "1777", "--dir", cache]
+    if share_font_list:
+        args += font_list_binds(CACHE_DIRS[0])
     args += _system_binds()
     binds = [(path, "--ro-bind") for path in code_dirs()]
     binds += [(Path(path).resolve(), "--ro-bind") for path in box.inputs]

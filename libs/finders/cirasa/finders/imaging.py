@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ class TruthSource:
     dec: float
     peak_jy: float
     flux_jy: float
+    noise_jy: float | None = field(default=None, kw_only=True)  # the map's noise rms (the compare's SNR cut)
 
 
 def synthetic_header(size: int, beam_arcsec: float, pixel_arcsec: float) -> fits.Header:
@@ -230,15 +231,18 @@ def synthetic_image(
             theta = float(rng.uniform(0.0, math.pi))
             flux = peak * (sx * sy) / (beam_sigma_px * beam_sigma_px)
         _add_gaussian(image, x, y, peak, sx, sy, theta)
-        truth.append(TruthSource(i + 1, x, y, float(ra[i]), float(dec[i]), peak, flux))
+        truth.append(TruthSource(i + 1, x, y, float(ra[i]), float(dec[i]), peak, flux, noise_jy=noise_jy))
 
     fits.PrimaryHDU(data=image.astype(np.float32), header=header).writeto(path, overwrite=True)
     return truth
 
 
 def write_truth_csv(path: Path, sources: list[TruthSource]) -> Path:
-    """Write the truth list as CSV with one column per ``TruthSource`` field."""
+    """Write the truth list as CSV with one column per ``TruthSource`` field (``noise_jy`` when known:
+    ``cirasa compare`` takes its signal-to-noise cut from it)."""
     names = [f.name for f in dataclasses.fields(TruthSource)]
+    if all(source.noise_jy is None for source in sources):
+        names.remove("noise_jy")
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(names)

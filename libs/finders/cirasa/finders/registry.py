@@ -158,10 +158,12 @@ class App:
                 args += opt.argv(options[opt.name])
         return args
 
-    def build_argv(self, options: dict[str, Any], input_path: str) -> list[str]:
-        """The command of a Python-runner app, as a list, run in the job directory (its outputs' home)."""
+    def build_argv(self, options: dict[str, Any], input_path: str, input_name: str = "") -> list[str]:
+        """The command of a Python-runner app, as a list, run in the job directory (its outputs' home);
+        ``input_name`` is the input's own name (as uploaded), after which the products are named."""
         if self.module is None:
             raise ValueError(f"app {self.name} has no Python runner; it needs a container platform")
+        named = ["--image-name", input_name] if input_name else []
         return [
             sys.executable,
             "-m",
@@ -169,6 +171,7 @@ class App:
             *self.option_args(options),
             "--image",
             input_path,
+            *named,
             "--out-dir",
             ".",
         ]

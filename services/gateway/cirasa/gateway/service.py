@@ -229,7 +229,14 @@ class Gateway(Service):
             user=user,
             app=new.app.name,
             options=new.options,
-            inputs=[InputFile(file_id=new.file.id, relpath=new.file.relpath, size_bytes=new.file.size_bytes)],
+            inputs=[
+                InputFile(
+                    file_id=new.file.id,
+                    relpath=new.file.relpath,
+                    size_bytes=new.file.size_bytes,
+                    name=new.file.filename_orig,
+                )
+            ],
             resources=resources
             if new.walltime_s is None
             else resources.model_copy(update={"duration_s": new.walltime_s}),

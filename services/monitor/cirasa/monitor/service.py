@@ -30,13 +30,14 @@ from cirasa.common.events import (
     as_utc,
     utcnow,
 )
-from cirasa.common.metrics import BACKEND_ERRORS, JOB_TRANSITIONS, JOBS_ACTIVE, START_DELAY, SUBMIT_TO_START
+from cirasa.common.metrics import BACKEND_ERRORS, JOB_TRANSITIONS, START_DELAY, SUBMIT_TO_START
 from cirasa.common.outbox import queue_claimed
 from cirasa.common.paths import resolve_under
 from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
 from cirasa.monitor.discovery import DISCOVER_INTERVAL_S, Discovery
 from cirasa.monitor.documents import ACTIVE, JOBS, MonitoredJob
+from cirasa.monitor.gauges import ActiveJobsGauge
 
 
 class Monitor(Service):
@@ -48,6 +49,7 @@ class Monitor(Service):
         self.jobs = Documents(self.db[JOBS], MonitoredJob)
         self._backends: dict[str, Backend] = {}
         self.discovery = Discovery(self.jobs, self.settings.platforms, self._backend, self.log)
+        self.active_jobs = ActiveJobsGauge(p.name for p in self.settings.platforms)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {JOBS: [IndexModel([("state", ASCENDING), ("dispatched", ASCENDING)])]}
@@ -130,11 +132,11 @@ class Monitor(Service):
     async def poll(self) -> None:
         by_platform: dict[str, list[MonitoredJob]] = defaultdict(list)
         counts: dict[tuple[str, str], int] = defaultdict(int)
-        async for doc in self.jobs.find({"state": {"$in": ACTIVE}, "dispatched": True}):
-            by_platform[doc.platform or "?"].append(doc)
+        async for doc in self.jobs.find({"state": {"$in": ACTIVE}}):
             counts[(doc.platform or "?", doc.state)] += 1
-        for (platform, state), n in counts.items():
-            JOBS_ACTIVE.labels(platform, state).set(n)
+            if doc.dispatched:
+                by_platform[doc.platform or "?"].append(doc)
+        self.active_jobs.publish(counts)
         for platform, docs in by_platform.items():
             try:
                 backend = self._backend(platform)

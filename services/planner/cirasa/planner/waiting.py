@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pymongo import ASCENDING
 from structlog.typing import FilteringBoundLogger
 
-from cirasa.common.events import CancelRequested, Event, JobState, JobStateChanged, utcnow
+from cirasa.common.events import CancelRequested, Event, JobState, JobStateChanged, TaskProposed, utcnow
 from cirasa.common.settings import PlatformConfig
 from cirasa.planner.calendar import DISPATCH_SLACK, Booking, free_at
 from cirasa.planner.capacity import CapacityBook, mib
@@ -18,6 +18,7 @@ from cirasa.planner.documents import WAITING_FIELDS, Offer, Proposal, WaitingPro
 from cirasa.planner.fit import static_fit
 from cirasa.planner.offers import Offers, offer_id_for, offer_made, offer_of, start_window
 from cirasa.planner.proposals import Proposals
+from cirasa.planner.waiting_reason import clock, waiting_reason
 
 DRAIN_BATCH = 500  # waiting proposals looked at per drain, oldest first
 
@@ -162,9 +163,8 @@ class Waiting:
         is here (queued for capacity, or placed and on its way to the backend): a PENDING state of
         ``seq`` 0, which changes no job's state but keeps the gateway from giving up on it."""
         if doc.state == "WAITING":
-            status = (
-                f"Waiting for free capacity (queued since {doc.created_at.isoformat(timespec='seconds')})"
-            )
+            now = utcnow()
+            status = f"{await self.reason(doc.task, now)}; queued since {clock(doc.created_at, now)}"
         else:
             status = f"Placed on platform {doc.offers[0].platform if doc.offers else '?'}; starting"
         held = JobStateChanged(
@@ -176,6 +176,12 @@ class Waiting:
             app=doc.task.app,
         )
         await self._proposals.cas(doc, [held])
+
+    async def reason(self, task: TaskProposed, now: datetime) -> str:
+        """What the task waits for on the platforms that could run it (see ``waiting_reason``)."""
+        platforms = [p for p in self._platforms if static_fit(task, p).ok]
+        states = [await self._capacity.state(p.name) for p in platforms]
+        return waiting_reason(task.resources, states, now)
 
     async def cancel(self, ev: CancelRequested) -> None:
         """A waiting task is CANCELED here; placed jobs are cancelled by the scheduler, the rest is final."""

@@ -213,7 +213,7 @@ class Scheduler(Service):
             raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
         path = str(input_path.resolve())
         if app.runnable_without_container:
-            argv = app.build_argv(ev.options, path)
+            argv = app.build_argv(ev.options, path, ev.inputs[0].name)
             return JobSpec(
                 ev.job_id,
                 ev.user,

@@ -9,6 +9,7 @@ from typing import Any
 
 from cirasa.backends.base import BackendStatus
 from cirasa.backends.kubernetes.naming import ANN_CANCEL, ANN_JOB_ID, CONTAINER_NAME, LABEL_JOB_ID
+from cirasa.backends.stderr_reason import last_meaningful_line, with_reason
 from cirasa.common.events import JobState
 
 TIMEOUT_EXIT_CODE = 124  # as the local runner: coreutils ``timeout``'s convention
@@ -90,11 +91,9 @@ def _memory_limit(job: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _last_line(message: Any, limit: int = 300) -> str:
-    if not isinstance(message, str):
-        return ""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[-1][:limit] if lines else ""
+def _last_line(message: Any) -> str:
+    """The last meaningful line of a container's termination message (its log's tail on error)."""
+    return last_meaningful_line(message) if isinstance(message, str) else ""
 
 
 @dataclass(frozen=True)
@@ -149,9 +148,7 @@ def _pod_failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> tuple
             return f"Job could not be started ({reason}): {_last_line(term.get('message'))}{code}", exit_code
         if exit_code != -1:
             tail = _last_line(term.get("message"))
-            return f"Process terminated with return code {exit_code}" + (
-                f": {tail}" if tail else ""
-            ), exit_code
+            return with_reason(f"Process terminated with return code {exit_code}", tail), exit_code
     if pod_reason:
         return f"Job's pod failed ({pod_reason}): {pod_message}".rstrip(": "), exit_code
     return None, exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -12,12 +13,15 @@ import structlog
 from pydantic import ValidationError
 
 from cirasa.backends.base import BackendStatus, DiscoveredJob, JobSpec, TrackedJob
+from cirasa.backends.local_runner import STDERR_LOG
 from cirasa.backends.slurm.capacity import SlurmCapacity, capacity_of
 from cirasa.backends.slurm.client import SlurmClient, error_text
 from cirasa.backends.slurm.errors import SlurmConfigError, SlurmError
 from cirasa.backends.slurm.options import SlurmOptions
 from cirasa.backends.slurm.script import JOB_NAME_PREFIX, SubmissionBuilder, job_name
 from cirasa.backends.slurm.status import job_status
+from cirasa.backends.stderr_reason import stderr_reason, with_reason
+from cirasa.common.events import JobState
 from cirasa.common.settings import PlatformConfig, Settings
 
 log = structlog.get_logger(__name__)
@@ -125,7 +129,7 @@ class SlurmBackend:
             else:
                 ids = self._named(listing, name)
                 record = by_id.get(str(ids[0])) if ids else None
-            out[job.job_id] = None if record is None else job_status(record, now)
+            out[job.job_id] = None if record is None else _with_stderr(job_status(record, now), job)
         return out
 
     def cancel(self, job: TrackedJob) -> None:
@@ -169,3 +173,11 @@ class SlurmBackend:
         from ``GET /nodes`` and ``GET /jobs``. Needs API v0.0.37 or newer for exact figures (v0.0.36
         nodes carry no allocation or partitions)."""
         return capacity_of(self._client.list_nodes(), self._client.list_jobs(), self.options.partition)
+
+
+def _with_stderr(status: BackendStatus, job: TrackedJob) -> BackendStatus:
+    """A FAILURE says what the job last wrote to its stderr, where this side of the cluster's shared
+    filesystem can read the file (the job directory as the service sees it)."""
+    if status.state is not JobState.FAILURE:
+        return status
+    return replace(status, status=with_reason(status.status, stderr_reason(job.job_dir / STDERR_LOG)))

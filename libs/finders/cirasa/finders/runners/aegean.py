@@ -56,6 +56,7 @@ from cirasa.finders.runners.support import (
     beam_from,
     job_cores,
     load_image,
+    named_image,
     non_negative_int,
     pixel_scale_arcsec,
     positive_int,
@@ -311,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         beam_min=args.beam_min,
         beam_pa=args.beam_pa,
     )
-    return run_cli(PROG, lambda: run(args.image, args.out_dir, options, preview=not args.no_preview))
+    image = named_image(args.image, args.image_name, args.out_dir)
+    return run_cli(PROG, lambda: run(image, args.out_dir, options, preview=not args.no_preview))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cirasa.finders.runners.naming import safe_file_name
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notebook_runner", description=__doc__)
@@ -22,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--cell-timeout", type=int, default=600, help="seconds allowed per cell")
     parser.add_argument("--kernel", default="python3")
+    parser.add_argument("--image-name", default=None, help="the notebook's own name (names its copy)")
     args = parser.parse_args(argv)
 
     import nbformat
@@ -35,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out_dir = args.out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / f"executed-{args.image.stem}.ipynb"
+    stem = Path(safe_file_name(args.image_name or "", ".ipynb") or args.image.name).stem
+    executed = out_dir / f"executed-{stem}.ipynb"
     client = NotebookClient(
         notebook,
         timeout=args.cell_timeout,

@@ -55,6 +55,7 @@ from cirasa.finders.runners.support import (
     beam_from,
     job_cores,
     load_image,
+    named_image,
     pixel_scale_arcsec,
     positive_float,
     positive_int,
@@ -356,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         beam_min=args.beam_min,
         beam_pa=args.beam_pa,
     )
-    return run_cli(PROG, lambda: run(args.image, args.out_dir, options, preview=not args.no_preview))
+    image = named_image(args.image, args.image_name, args.out_dir)
+    return run_cli(PROG, lambda: run(image, args.out_dir, options, preview=not args.no_preview))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from cirasa.finders.runners.support import (
     header_float,
     job_cores,
     load_image,
+    named_image,
     non_negative_float,
     non_negative_int,
     pixel_scale_arcsec,
@@ -269,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         beam_min=args.beam_min,
         beam_pa=args.beam_pa,
     )
-    return run_cli(PROG, lambda: run(args.image, args.out_dir, options, preview=not args.no_preview))
+    image = named_image(args.image, args.image_name, args.out_dir)
+    return run_cli(PROG, lambda: run(image, args.out_dir, options, preview=not args.no_preview))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from cirasa.finders.catalog import (
     write_products,
 )
 from cirasa.finders.imaging import FWHM_PER_SIGMA
+from cirasa.finders.runners.naming import add_image_name_argument, named_image
 
 FINDER = "sep"
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")
@@ -284,6 +285,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--deblend-cont", type=_fraction, default=0.005, help="deblending contrast ratio")
     parser.add_argument("--no-clean", action="store_true", help="skip cleaning of spurious detections")
     parser.add_argument("--no-preview", action="store_true", help="do not draw the preview PNG")
+    add_image_name_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -291,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = Options(args.seedthr, args.minarea, args.deblend_cont, not args.no_clean)
     try:
-        summary = run(args.image, args.out_dir, options, preview=not args.no_preview)
+        image = named_image(args.image, args.image_name, args.out_dir)
+        summary = run(image, args.out_dir, options, preview=not args.no_preview)
     except InputError as exc:
         print(f"sep_finder: error: {exc}", file=sys.stderr)
         return 2

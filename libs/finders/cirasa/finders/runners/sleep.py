@@ -44,6 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, required=True, help="where result.json goes")
     # The platform passes every app its input; this one has no use for it.
     parser.add_argument("--image", help=argparse.SUPPRESS)
+    parser.add_argument("--image-name", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

@@ -22,6 +22,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from cirasa.finders.catalog import Catalog, write_preview_png, write_products
+from cirasa.finders.runners.naming import add_image_name_argument, named_image
 from cirasa.finders.runners.sep import Image, InputError, load_image, product_base
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "header_float",
     "job_cores",
     "load_image",
+    "named_image",
     "non_negative_float",
     "non_negative_int",
     "pixel_scale_arcsec",
@@ -156,13 +158,14 @@ def positive_int(text: str) -> int:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """--image, --out-dir, the beam options (0 means: from the header) and --no-preview."""
+    """--image, --out-dir, the beam options (0 means: from the header), --no-preview and --image-name."""
     parser.add_argument("--image", type=Path, required=True, help="input FITS image")
     parser.add_argument("--out-dir", type=Path, required=True, help="directory for the products")
     parser.add_argument("--beam-maj", type=non_negative_float, default=None, help="beam FWHM major, arcsec")
     parser.add_argument("--beam-min", type=non_negative_float, default=None, help="beam FWHM minor, arcsec")
     parser.add_argument("--beam-pa", type=finite_float, default=None, help="beam position angle, deg")
     parser.add_argument("--no-preview", action="store_true", help="do not draw the preview PNG")
+    add_image_name_argument(parser)
 
 
 def write_standard_products(

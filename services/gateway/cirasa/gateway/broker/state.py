@@ -109,7 +109,10 @@ class BrokerState:
             executable_kind=parsed.executable_kind,
             image=parsed.image,
             command=parsed.command,
-            inputs=[InputFile(file_id=f.id, relpath=f.relpath, size_bytes=f.size_bytes) for f in files],
+            inputs=[
+                InputFile(file_id=f.id, relpath=f.relpath, size_bytes=f.size_bytes, name=f.filename_orig)
+                for f in files
+            ],
         )
 
     async def decide(self, session: Session, value: str) -> list[Entry]:
