@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from cirasa.cli.asyncapi import asyncapi_document
 from cirasa.common.events import EVENT_TYPES, JobState, JobStateChanged, TaskProposed, decode_event
-
-ROOT = Path(__file__).resolve().parents[2]
+from cirasa.common.schemas import ASYNCAPI
 
 
 def test_committed_asyncapi_matches_the_code() -> None:
-    committed = json.loads((ROOT / "docs" / "asyncapi.json").read_text())
-    assert committed == json.loads(asyncapi_document()), "run: cirasa asyncapi -o docs/asyncapi.json"
+    committed = json.loads(ASYNCAPI.read_text())
+    assert committed == json.loads(asyncapi_document()), "run: cirasa asyncapi"
 
 
 def test_asyncapi_names_every_event() -> None:

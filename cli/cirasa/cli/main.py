@@ -15,8 +15,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cirasa.cli.client import ApiError, CaesarClient, parse_options
+from cirasa.cli import app_commands, contract_commands, events_command, job_commands, offers, product_commands
+from cirasa.cli.app_commands import check_app
+from cirasa.cli.client import CaesarClient
+from cirasa.cli.errors import EXIT_FAILED, notice
+from cirasa.cli.follow import follow, progress, server_flag
+from cirasa.cli.group import CliGroup
+from cirasa.cli.params import DEFAULT_SERVER, AppName, AppOptions, Server, parse_options
 from cirasa.cli.sim.command import sim
+from cirasa.cli.submission import FileOption, ImageArg, check_input, input_file, submit_job
 from cirasa.common.logs import configure_logging
 from cirasa.common.settings import Settings, load_settings
 
@@ -24,10 +31,13 @@ app = typer.Typer(
     help="CIRASA execution platform: source finding over an event-driven job system.",
     no_args_is_help=True,
     add_completion=False,
+    epilog="Exit codes: 0 done; 1 the job (or session) did not succeed; 2 a bad argument or a request "
+    "the server refused; 3 the server unreachable or failing; 130 stopped by Ctrl-C.",
+    cls=CliGroup,
+    pretty_exceptions_show_locals=False,
 )
 console = Console(stderr=True)
 
-Server = Annotated[str, typer.Option("--server", "-s", envvar="CIRASA_SERVER", help="gateway base URL")]
 Port = Annotated[int | None, typer.Option("--port", "-p", help="HTTP port (default from CIRASA_HTTP_PORT)")]
 
 
@@ -77,46 +87,26 @@ def demo(
 ) -> None:
     """The main job, end to end, with nothing external: simulate a radio map, start the platform in
     memory, upload the map, run a source finder, and print the catalogue it found."""
-    from cirasa.cli.runtime import SERVICES, run
-    from cirasa.finders.imaging import synthetic_image
+    from cirasa.cli import demo as steps  # the steps, and where the time goes
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     work = Path(tempfile.mkdtemp(prefix="cirasa-demo-"))
-    settings = _settings(
-        port, log_json=False, log_level="ERROR", data_dir=work / "data", jobs_dir=work / "jobs"
-    )
-    threading.Thread(target=run, args=(list(SERVICES), settings, True), daemon=True).start()
+    dirs = {"data_dir": work / "data", "jobs_dir": work / "jobs"}
+    monitor = {"poll_interval_s": steps.POLL_S}
+    settings = _settings(port, log_json=False, log_level="ERROR", monitor=monitor, **dirs)
+    threading.Thread(target=steps.serve_in_memory, args=(settings,), daemon=True).start()
     image = work / "synthetic.fits"
-    truth = synthetic_image(image, size=size, n_sources=sources, seed=1)
-    console.print(
-        f"[bold]1.[/] simulated {image.name}: {size}x{size} px, {len(truth)} point sources, "
-        '15" beam, 20 µJy/beam noise'
-    )
+    injected = steps.simulate(image, size, sources)
     client = CaesarClient(f"http://127.0.0.1:{port}")
-    _wait_ready(client, timeout_s=30)
-    status = _submit_and_follow(client, image, app_name, {"seedthr": 5.0} if app_name == "sep" else {})
+    _wait_ready(client, timeout_s=60)
+    status = steps.run_job(client, image, app_name)
     if status["state"] != "SUCCESS":
         console.print(f"[red]job ended {status['state']}: {status['status']}[/]")
-        raise typer.Exit(1)
-    catalog = client.sources(status["job_id"])
-    rows = catalog.get("sources", [])
-    table = Table(title=f"{len(rows)} sources found by {app_name} ({len(truth)} injected)")
-    for col in ("source_id", "ra_deg", "dec_deg", "peak_flux_jy", "snr"):
-        table.add_column(col)
-    for row in rows[:15]:
-        table.add_row(*(_fmt(row.get(c)) for c in ("source_id", "ra_deg", "dec_deg", "peak_flux_jy", "snr")))
-    Console().print(table)
-    archive = client.fetch(status["job_id"], work / f"job_{status['job_id']}.tar.gz")
-    console.print(
-        f"[bold]4.[/] products: {settings.jobs_dir / 'anonymous' / ('job_' + status['job_id'])}\n"
-        f"   archive: {archive}"
-    )
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+        steps.exit_now(1)
+    steps.report(client, status, app_name, injected, work)
+    steps.exit_now()
 
 
 def _wait_ready(client: CaesarClient, timeout_s: float) -> None:
@@ -134,147 +124,56 @@ def _wait_ready(client: CaesarClient, timeout_s: float) -> None:
 
 
 def _submit_and_follow(
-    client: CaesarClient, image: Path, app_name: str, options: dict[str, Any]
+    client: CaesarClient, image: Path | None, app_name: str, options: dict[str, Any], file: str | None = None
 ) -> dict[str, Any]:
-    up = client.upload(image)
-    console.print(f"[bold]2.[/] uploaded {image.name} as file {up['uuid']} ({up['size']:.2f} MiB)")
-    job = client.submit(app_name, up["uuid"], options)
+    """Upload ``image`` (or take the uploaded ``file``), submit, and follow the job to its end."""
+    if file is None and image is not None:
+        up = client.upload(image)
+        file_id = up["uuid"]
+        console.print(f"[bold]2.[/] uploaded {image.name} as file {up['uuid']} ({up['size']:.2f} MiB)")
+    else:
+        file_id = input_file(client, image, file)
+        console.print(f"[bold]2.[/] input: uploaded file {file_id}")
+    job = submit_job(client, app_name, file_id, options)
     console.print(f"[bold]3.[/] job {job['job_id']} accepted (202), app {app_name}")
-    started = time.monotonic()
-
-    def show(status: dict[str, Any]) -> None:
-        console.print(f"   {time.monotonic() - started:6.1f} s  {status['state']:<9} {status['status']}")
-
-    return client.wait(job["job_id"], show)
+    return follow(client, job["job_id"], progress(console))
 
 
 @app.command()
 def submit(
-    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    app_name: Annotated[str, typer.Option("--app", "-a")] = "sep",
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="app option key=value")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait")] = False,
-    server: Server = "http://127.0.0.1:8000",
+    image: ImageArg = None,
+    app_name: AppName = "sep",
+    option: AppOptions = None,
+    file: FileOption = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job to its end")] = False,
+    server: Server = DEFAULT_SERVER,
 ) -> None:
-    """Upload IMAGE and run APP on it; with --wait, follow it to the end."""
-    client = CaesarClient(server)
-    try:
-        options = parse_options(option or [])
-        if not wait:
-            up = client.upload(image)
-            job = client.submit(app_name, up["uuid"], options)
-            print(json.dumps(job))
-            return
-        status = _submit_and_follow(client, image, app_name, options)
-        print(json.dumps(status))
-        raise typer.Exit(0 if status["state"] == "SUCCESS" else 1)
-    except (ApiError, ValueError, OSError) as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
+    """Upload IMAGE (or take --file) and run APP on it; with --wait, follow it to the end.
+
+    Prints the server's reply (JSON) on stdout; with --wait, the job's final status."""
+    check_input(image, file)
+    options = parse_options(option or [])
+    with CaesarClient(server) as client:
+        check_app(client, app_name)
+        if wait:
+            status = _submit_and_follow(client, image, app_name, options, file)
+            print(json.dumps(status))
+            raise typer.Exit(0 if status["state"] == "SUCCESS" else EXIT_FAILED)
+        job = submit_job(client, app_name, input_file(client, image, file), options)
+    print(json.dumps(job))
+    job_id = job["job_id"]
+    notice(f"job {job_id} accepted — `cirasa status {job_id}{server_flag(server)}` to follow it")
 
 
-@app.command()
-def offers(
-    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    app_name: Annotated[str, typer.Option("--app", "-a")] = "sep",
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="app option key=value")] = None,
-    cores: Annotated[str, typer.Option(help="cores as MIN or MIN-MAX")] = "1",
-    duration: Annotated[str, typer.Option(help="wall time, ISO-8601 (PT30M)")] = "PT30M",
-    accept: Annotated[int | None, typer.Option(help="accept offer number N (from 1) and follow it")] = None,
-    server: Server = "http://127.0.0.1:8000",
-) -> None:
-    """Ask every platform "can I run this, and when?" (ExecutionBroker offers); optionally accept one."""
-    from cirasa.gateway.broker import kinds
-
-    low, _, high = cores.partition("-")
-    client = CaesarClient(server)
-    try:
-        up = client.upload(image)
-        request = {
-            "executable": {
-                "kind": kinds.CIRASA_APP,
-                "app": app_name,
-                "options": parse_options(option or []),
-                "inputs": [up["uuid"]],
-            },
-            "compute": {"kind": kinds.SIMPLE_COMPUTE, "cores": {"min": int(low), "max": int(high or low)}},
-            "schedule": {"requested": {"duration": duration}},
-        }
-        root = client.http.base_url.copy_with(path="")
-        r = client.http.post(root.join("/offersets"), json=request)
-        if r.status_code not in (200, 303):
-            raise ApiError(r)
-        offerset = r.json()
-    except (ApiError, ValueError, OSError) as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
-    if offerset["result"] != "YES":
-        for m in offerset["meta"].get("messages", []):
-            console.print(f"[red]NO[/]: {m['message']}")
-        raise typer.Exit(1)
-    table = Table(title=f"offer set {offerset['meta']['uuid']}")
-    for col in ("#", "platform", "cores", "memory GiB", "start", "duration", "expires", "cost (core-h)"):
-        table.add_column(col)
-    for n, o in enumerate(offerset["offers"], 1):
-        cost = o.get("costs", [{}])[0].get("min", "")
-        table.add_row(
-            str(n),
-            o["meta"]["name"],
-            str(o["compute"]["cores"]["min"]),
-            str(o["compute"]["memory"]["min"]),
-            o["schedule"]["preparing"]["start"],
-            o["schedule"]["available"]["duration"],
-            o["expires"],
-            str(cost),
-        )
-    Console().print(table)
-    if accept is None:
-        return
-    chosen = offerset["offers"][accept - 1]["meta"]["uuid"]
-    update = {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
-    r = client.http.post(root.join(f"/sessions/{chosen}"), json=update)
-    if r.status_code != 200:
-        console.print(f"[red]HTTP {r.status_code}: {r.json().get('message')}[/]")
-        raise typer.Exit(1)
-    phase = ""
-    while phase not in ("COMPLETED", "FAILED", "CANCELLED"):
-        session = client.http.get(root.join(f"/sessions/{chosen}")).json()
-        if session["phase"] != phase:
-            phase = session["phase"]
-            console.print(f"   session {chosen}: {phase}")
-        time.sleep(0.5)
-    raise typer.Exit(0 if phase == "COMPLETED" else 1)
-
-
-@app.command()
-def jobs(server: Server = "http://127.0.0.1:8000") -> None:
-    """List your jobs."""
-    table = Table()
-    for col in ("job_id", "app", "state", "status", "elapsed_time", "submit_date"):
-        table.add_column(col)
-    for job in CaesarClient(server).jobs():
-        table.add_row(
-            *(
-                str(job.get(c, ""))
-                for c in ("job_id", "app", "state", "status", "elapsed_time", "submit_date")
-            )
-        )
-    Console().print(table)
-
-
-@app.command()
-def fetch(
-    job_id: str,
-    out: Annotated[Path | None, typer.Option("--out", "-o")] = None,
-    server: Server = "http://127.0.0.1:8000",
-) -> None:
-    """Download a finished job's directory as job_<id>.tar.gz."""
-    try:
-        path = CaesarClient(server).fetch(job_id, out or Path(f"job_{job_id}.tar.gz"))
-    except ApiError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
-    console.print(f"saved {path}")
+app.command()(offers.offers)
+app.command()(job_commands.jobs)
+app.command()(job_commands.status)
+app.command()(job_commands.cancel)
+app.command()(product_commands.logs)
+app.command()(product_commands.sources)
+app.command()(product_commands.fetch)
+app.command()(job_commands.files)
+app.command()(app_commands.apps)
 
 
 @app.command()
@@ -458,14 +357,9 @@ def merge(
     console.print(f"wrote {out}: {len(merged.sources)} sources ({found or 'none'})")
 
 
-@app.command()
-def asyncapi(out: Annotated[Path, typer.Option("--out", "-o")] = Path("docs/asyncapi.json")) -> None:
-    """Write the AsyncAPI document of the event contract (generated by FastStream from the code)."""
-    from cirasa.cli.asyncapi import asyncapi_document
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(asyncapi_document())
-    console.print(f"wrote {out}")
+app.command()(contract_commands.schemas)
+app.command()(contract_commands.asyncapi)
+app.command()(events_command.events)
 
 
 @app.command()

@@ -50,7 +50,7 @@ TERMINAL_STATES: tuple[str, ...] = tuple(s.value for s in JobState if s.is_termi
 class Resources(BaseModel):
     """What a job runs with: cores, memory and wall time."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # consumers of another version: see docs/events.md
 
     cores: int = Field(ge=1, le=4096)
     memory_gib: float = Field(gt=0, le=65536)
@@ -60,7 +60,7 @@ class Resources(BaseModel):
 class ResourceRequest(BaseModel):
     """A range the planner may choose from; the offer picks values inside it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # consumers of another version: see docs/events.md
 
     min_cores: int = Field(1, ge=1, le=4096)
     max_cores: int = Field(1, ge=1, le=4096)
@@ -72,11 +72,12 @@ class ResourceRequest(BaseModel):
 class InputFile(BaseModel):
     """A user file, named by its id and its path relative to the shared data root."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # consumers of another version: see docs/events.md
 
     file_id: str
     relpath: str
     size_bytes: int = 0
+    name: str = Field("", description="the file's own name, as uploaded: products are named after it")
 
 
 class Event(BaseModel):

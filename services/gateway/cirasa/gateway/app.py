@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from cirasa.common.http import add_request_metrics, health_router
 from cirasa.common.service import Service
-from cirasa.gateway import caesar, uws
+from cirasa.gateway import caesar, event_docs, uws
 from cirasa.gateway.auth import TokenVerifier, current_user
 from cirasa.gateway.broker import routes as broker
 from cirasa.gateway.errors import GatewayError, Unauthorized
@@ -46,6 +46,7 @@ def create_app(gateway: Gateway, services: Sequence[Service] = ()) -> FastAPI:
     app.include_router(web_api.router)
     app.include_router(web_events.router)
     app.include_router(page.router)
+    app.include_router(event_docs.router)
     page.mount_static(app)
     add_request_metrics(app, "gateway")
     app.add_exception_handler(GatewayError, gateway_error)  # type: ignore[arg-type]
