@@ -1,11 +1,10 @@
 """The Helm chart renders (Helm 4 through helm-python-sdk) with several values files, and every manifest
-validates strictly against the Kubernetes 1.31 schemas (kubernetes-validate)."""
+validates strictly: the built-in kinds against the Kubernetes 1.31 schemas (kubernetes-validate), the
+operators' custom resources against their CRDs' own schemas (custom_resources, crds/)."""
 
 from __future__ import annotations
 
 import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -16,70 +15,18 @@ import yaml
 from cirasa.backends.kubernetes import KubernetesOptions
 from cirasa.backends.kubernetes.naming import LABEL_MANAGED_BY, MANAGED_BY
 from cirasa.common.settings import PlatformConfig, Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "cirasa"
-K8S_VERSION = "1.31.0"
-NAMESPACE = "astro"
-SERVICES = ("gateway", "planner", "scheduler", "monitor", "accounting")
-
-MINIMAL: dict[str, Any] = {
-    "mongodb": {"url": ""},
-    "persistence": {"enabled": False},
-    "serviceAccount": {"create": False},
-    "rbac": {"create": False},
-    "grafanaDashboard": {"enabled": False},
-    "networkPolicy": {"enabled": False},
-    "services": {name: {"enabled": name == "gateway"} for name in SERVICES},
-}
-OTHER_NAMESPACE: dict[str, Any] = {
-    "config": {
-        "platforms": [
-            {"name": "local", "backend": "local", "cores": 2, "memory_gib": 4, "max_duration_s": 600},
-            {
-                "name": "batch",
-                "backend": "kubernetes",
-                "cores": 32,
-                "memory_gib": 128,
-                "max_duration_s": 3600,
-                "options": {"namespace": "cirasa-jobs", "data_pvc": "jobs-data"},
-            },
-        ]
-    }
-}
-
-
-def _values_file(name: str) -> dict[str, Any]:
-    values: dict[str, Any] = yaml.safe_load((CHART / name).read_text())
-    return values
-
-
-VALUES: dict[str, dict[str, Any]] = {
-    "default": {},
-    "production": _values_file("values-production.yaml"),
-    "minimal": MINIMAL,
-    "jobs-in-another-namespace": OTHER_NAMESPACE,
-}
-
-
-@cache
-def _rendered(name: str) -> tuple[dict[str, Any], ...]:
-    chart = helm.Chart.load(CHART)
-    files = chart.render(VALUES[name], name="cirasa", namespace=NAMESPACE)
-    docs: list[dict[str, Any]] = []
-    for path, text in sorted(files.items()):
-        if path.endswith(".txt"):
-            continue  # NOTES.txt
-        docs += [d for d in yaml.safe_load_all(text) if d]
-    return tuple(docs)
-
-
-def render(name: str) -> list[dict[str, Any]]:
-    return list(_rendered(name))
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+from tests.deploy import custom_resources
+from tests.deploy.chart import (
+    CHART,
+    K8S_VERSION,
+    NAMESPACE,
+    ROOT,
+    SERVICES,
+    VALUES,
+    by_kind,
+    render,
+    render_files,
+)
 
 
 def check_service_monitor(monitor: dict[str, Any], docs: list[dict[str, Any]]) -> None:
@@ -92,8 +39,17 @@ def check_service_monitor(monitor: dict[str, Any], docs: list[dict[str, Any]]) -
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in selector.items())
     assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = spec["endpoints"]
-    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
+    assert set(endpoint) <= {
+        "port",
+        "path",
+        "interval",
+        "scrapeTimeout",
+        "scheme",
+        "honorLabels",
+        "authorization",
+    }
     assert endpoint["path"] == "/metrics"
+    assert endpoint["honorLabels"] is True  # the metrics' own `service` label, not the Service's name
     selected = [
         s for s in by_kind(docs, "Service").values() if selector.items() <= s["metadata"]["labels"].items()
     ]
@@ -109,10 +65,13 @@ def test_every_manifest_validates_strictly(values: str) -> None:
     docs = render(values)
     assert docs
     for doc in docs:
-        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-            # A CRD of the Prometheus Operator: kubernetes-validate ships only the built-in
-            # schemas, so the ServiceMonitor's structure is checked here instead.
-            check_service_monitor(doc, docs)
+        group = doc["apiVersion"].rpartition("/")[0]
+        if "." in group and not group.endswith(".k8s.io"):
+            # a custom resource (an operator's): kubernetes-validate ships only the built-in kinds
+            problems = custom_resources.errors(doc)
+            assert not problems, f"{doc['kind']}/{doc['metadata']['name']}:\n" + "\n".join(problems)
+            if doc["kind"] == "ServiceMonitor":
+                check_service_monitor(doc, docs)
             continue
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -120,7 +79,7 @@ def test_every_manifest_validates_strictly(values: str) -> None:
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
 
 
-@pytest.mark.parametrize("values", ["default", "production"])
+@pytest.mark.parametrize("values", ["default", "production", "everything"])
 def test_chart_lints_clean(values: str) -> None:
     report = helm.lint(CHART, VALUES[values], strict=True, kube_version=f"v{K8S_VERSION}")
     assert report["errors"] == []
@@ -135,6 +94,7 @@ def test_default_values() -> None:
         "Deployment",
         "NetworkPolicy",
         "PersistentVolumeClaim",
+        "Pod",  # the `helm test` hook
         "Service",
         "ServiceAccount",
     ]
@@ -282,9 +242,39 @@ def test_dashboard_configmap_is_the_repository_dashboard() -> None:
 
 
 def test_strict_validation_catches_a_misspelt_field() -> None:
+    """values.schema.json leaves the Kubernetes objects passed through (affinity...) to their own schemas."""
     chart = helm.Chart.load(CHART)
-    values = {"services": {"gateway": {"resources": {"requets": {"cpu": "1"}}}}}
+    values: dict[str, Any] = {"affinity": {"podAntiAfinity": {}}}
     text = chart.render(values, name="cirasa", namespace=NAMESPACE)["cirasa/templates/deployment.yaml"]
     gateway = next(d for d in yaml.safe_load_all(text) if d and d["metadata"]["name"] == "cirasa-gateway")
-    with pytest.raises(kubernetes_validate.ValidationError, match="requets"):
+    with pytest.raises(kubernetes_validate.ValidationError, match="podAntiAfinity"):
         kubernetes_validate.validate(gateway, K8S_VERSION, strict=True)
+
+
+def test_strict_validation_catches_a_misspelt_field_of_a_custom_resource() -> None:
+    (scaled, *_) = by_kind(render("everything"), "ScaledObject").values()
+    assert custom_resources.errors(scaled) == []
+    bad = json.loads(json.dumps(scaled))
+    bad["spec"]["triggers"][0]["metdata"] = bad["spec"]["triggers"][0].pop("metadata")
+    bad["spec"]["minReplicaCount"] = bad["spec"]["maxReplicaCount"] + 1
+    bad["metadata"]["lables"] = {}
+    problems = "\n".join(custom_resources.errors(bad))
+    assert "'metdata' was unexpected" in problems
+    assert "minReplicaCount must be less than or equal to maxReplicaCount" in problems  # its CEL rule
+    assert "'lables' was unexpected" in problems  # ObjectMeta, from the Kubernetes schemas
+    unknown = {**scaled, "apiVersion": "keda.sh/v1beta9"}
+    assert custom_resources.errors(unknown) == [
+        "no schema vendored for ScaledObject keda.sh/v1beta9 in crds/"
+    ]
+
+
+def test_values_everything_switches_every_option_on() -> None:
+    """values-everything.yaml leaves no template empty, so the strict validation above sees every kind."""
+    files = render_files(VALUES["everything"])
+    templates = sorted(p.relative_to(CHART).as_posix() for p in (CHART / "templates").rglob("*.yaml"))
+    empty = [t for t in templates if not any(yaml.safe_load_all(files[f"cirasa/{t}"]))]
+    assert not empty, f"templates values-everything.yaml does not use: {empty}"
+    kinds = {d["kind"] for d in render("everything")}
+    assert {"ScaledObject", "TriggerAuthentication", "PrometheusRule", "ServiceMonitor"} <= kinds
+    assert {"RabbitmqCluster", "MongoDBCommunity", "Secret", "Pod", "Role", "NetworkPolicy"} <= kinds
+    assert sorted(by_kind(render("everything"), "HorizontalPodAutoscaler")) == ["cirasa-all-gateway"]

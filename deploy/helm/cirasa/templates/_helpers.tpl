@@ -76,6 +76,99 @@ Name of the shared data PVC.
 {{- end }}
 
 {{/*
+The operators' resources and the Secrets they create (docs: the RabbitMQ Cluster Operator names its
+default user's Secret <cluster>-default-user with a connection_string key; the MongoDB Community
+Operator writes a user's connection strings to spec.users[].connectionStringSecretName).
+*/}}
+{{- define "cirasa.rabbitmqClusterName" -}}
+{{- printf "%s-rabbitmq" (include "cirasa.fullname" .) }}
+{{- end }}
+
+{{- define "cirasa.mongodbName" -}}
+{{- printf "%s-mongodb" (include "cirasa.fullname" .) }}
+{{- end }}
+
+{{- define "cirasa.mongodbPasswordSecretName" -}}
+{{- .Values.mongodbCommunity.passwordSecret.name | default (printf "%s-mongodb-password" (include "cirasa.fullname" .)) }}
+{{- end }}
+
+{{/*
+Where the AMQP URL comes from, as JSON: {"name": Secret, "key": key}, or {} for rabbitmq.url.
+*/}}
+{{- define "cirasa.amqpSecret" -}}
+{{- if .Values.rabbitmqCluster.enabled }}
+{{- if .Values.rabbitmq.existingSecret.name }}
+{{- fail "rabbitmqCluster.enabled takes the AMQP URL from the operator's Secret: leave rabbitmq.existingSecret.name empty" }}
+{{- end }}
+{{- dict "name" (printf "%s-default-user" (include "cirasa.rabbitmqClusterName" .)) "key" "connection_string" | toJson }}
+{{- else if .Values.rabbitmq.existingSecret.name }}
+{{- dict "name" .Values.rabbitmq.existingSecret.name "key" .Values.rabbitmq.existingSecret.key | toJson }}
+{{- else }}
+{{- dict | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the MongoDB URL comes from, as JSON: {"name": Secret, "key": key}, or {} for mongodb.url.
+*/}}
+{{- define "cirasa.mongodbSecret" -}}
+{{- if .Values.mongodbCommunity.enabled }}
+{{- if .Values.mongodb.existingSecret.name }}
+{{- fail "mongodbCommunity.enabled takes the MongoDB URL from the operator's Secret: leave mongodb.existingSecret.name empty" }}
+{{- end }}
+{{- dict "name" (printf "%s-url" (include "cirasa.mongodbName" .)) "key" .Values.mongodbCommunity.connectionStringKey | toJson }}
+{{- else if .Values.mongodb.existingSecret.name }}
+{{- dict "name" .Values.mongodb.existingSecret.name "key" .Values.mongodb.existingSecret.key | toJson }}
+{{- else }}
+{{- dict | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+The queues each service consumes, by routing key (cirasa/common/bus: <exchange>.<service>.<routing key>;
+tests/deploy checks this against the services' subscriptions).
+*/}}
+{{- define "cirasa.consumedRoutingKeys" -}}
+gateway: [job.state_changed, offer.made, offer.state_changed, job.submitted, usage.updated]
+planner: [task.proposed, offer.decision, job.state_changed, job.cancel_requested]
+scheduler: [job.submitted, job.cancel_requested]
+monitor: [job.submitted, job.dispatched]
+accounting: [task.proposed, job.submitted, job.state_changed, file.uploaded, file.deleted]
+{{- end }}
+
+{{- define "cirasa.exchange" -}}
+{{- .Values.config.exchange | default "cirasa.events" }}
+{{- end }}
+
+{{/*
+"true" when a platform runs jobs as subprocesses of the scheduler (backend local).
+*/}}
+{{- define "cirasa.hasLocalPlatform" -}}
+{{- $local := false }}
+{{- range .Values.config.platforms }}
+{{- if eq (toString .backend) "local" }}
+{{- $local = true }}
+{{- end }}
+{{- end }}
+{{- $local }}
+{{- end }}
+
+{{/*
+How a service's replica count is set: "fixed", "hpa" or "keda" (the context: dict "root" $ "name" n "svc" s).
+With a local platform the scheduler runs the jobs itself: it must stay single.
+*/}}
+{{- define "cirasa.scaling" -}}
+{{- $autoscaled := and .svc.autoscaling .svc.autoscaling.enabled }}
+{{- if and (eq .name "scheduler") (eq (include "cirasa.hasLocalPlatform" .root) "true") (or $autoscaled (gt (int .svc.replicas) 1)) }}
+{{- fail "a `local` platform runs its jobs inside the scheduler's pod: services.scheduler must stay at one replica, without autoscaling" }}
+{{- end }}
+{{- if not $autoscaled }}fixed
+{{- else if and .root.Values.keda.enabled (ne (toString (index .svc.autoscaling "keda")) "false") }}keda
+{{- else }}hpa
+{{- end }}
+{{- end }}
+
+{{/*
 Environment shared by every service (a list of EnvVar, unindented).
 */}}
 {{- define "cirasa.env" -}}
@@ -84,20 +177,22 @@ Environment shared by every service (a list of EnvVar, unindented).
 - name: CIRASA_HTTP_PORT
   value: {{ .Values.httpPort | quote }}
 - name: CIRASA_AMQP_URL
-{{- if .Values.rabbitmq.existingSecret.name }}
+{{- $amqp := include "cirasa.amqpSecret" . | fromJson }}
+{{- if $amqp.name }}
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.rabbitmq.existingSecret.name | quote }}
-      key: {{ .Values.rabbitmq.existingSecret.key | quote }}
+      name: {{ $amqp.name | quote }}
+      key: {{ $amqp.key | quote }}
 {{- else }}
   value: {{ required "rabbitmq.url or rabbitmq.existingSecret.name is required" .Values.rabbitmq.url | quote }}
 {{- end }}
-{{- if .Values.mongodb.existingSecret.name }}
+{{- $mongodb := include "cirasa.mongodbSecret" . | fromJson }}
+{{- if $mongodb.name }}
 - name: CIRASA_MONGODB_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.mongodb.existingSecret.name | quote }}
-      key: {{ .Values.mongodb.existingSecret.key | quote }}
+      name: {{ $mongodb.name | quote }}
+      key: {{ $mongodb.key | quote }}
 {{- else if .Values.mongodb.url }}
 - name: CIRASA_MONGODB_URL
   value: {{ .Values.mongodb.url | quote }}

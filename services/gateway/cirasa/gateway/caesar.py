@@ -144,13 +144,19 @@ async def download_redirect(request: Request, user: UserDep) -> Response:
     return RedirectResponse(f"{PREFIX}/download/{file_id}", status_code=302)
 
 
-@router.api_route("/download/{file_id}", methods=["GET", "POST"])
-async def download(file_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+async def stored_file(gateway: Gateway, user: str, file_id: str) -> Path:
+    """The path of the user's file ``file_id``, or 404."""
     file = await gateway.find_file(user, file_id) if plausible_id(file_id) else None
     data_dir = gateway.settings.data_dir
     path = contained_file(data_dir, data_dir / file.relpath) if file else None
     if path is None:
         raise NotFound(f"File with uuid {file_id} not found on the system!")
+    return path
+
+
+@router.api_route("/download/{file_id}", methods=["GET", "POST"])
+async def download(file_id: str, gateway: GatewayDep, user: UserDep) -> Response:
+    path = await stored_file(gateway, user, file_id)
     return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
 

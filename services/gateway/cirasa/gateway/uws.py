@@ -450,10 +450,7 @@ async def job_summary(request: Request, job_id: str, gateway: GatewayDep, user: 
 
 async def delete(request: Request, gateway: Gateway, user: str, job_id: str) -> Response:
     """Cancel the job if it is still under way and hide it from UWS; caesar-rest still lists it."""
-    job = await find_job(gateway, user, job_id)
-    if job.state not in TERMINAL_STATES:
-        await gateway.request_cancel(user, job)
-    await gateway.jobs.update({"_id": job.id}, {"$set": {"deleted": True}})
+    await gateway.delete_job(user, await find_job(gateway, user, job_id))
     return RedirectResponse(str(request.url_for("uws_jobs")), status_code=303)
 
 

@@ -21,13 +21,13 @@ from cirasa.finders.catalog import Catalog
 from cirasa.finders.compare import DEFAULT_RADIUS_ARCSEC, CompareError, compare, merge, table_from_catalog
 from cirasa.finders.registry import APPS, App
 from cirasa.gateway.archive import contained_file
-from cirasa.gateway.caesar import finite
+from cirasa.gateway.caesar import finite, stored_file
 from cirasa.gateway.dependencies import GatewayDep, UserDep
 from cirasa.gateway.documents import Job, plausible_id
 from cirasa.gateway.errors import BadRequest, Conflict, NotFound
 from cirasa.gateway.service import Gateway
 from cirasa.gateway.web import jobs_view
-from cirasa.gateway.web.sky_image import NotAnImage, render
+from cirasa.gateway.web.sky_image import NotAnImage, SkyImage, render
 
 PREFIX = "/cirasa/api/v1"
 CATALOGUE = "catalog-*.json"
@@ -153,12 +153,8 @@ async def sky(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     )
 
 
-async def sky_image(gateway: Gateway, user: str, file_id: str) -> Any:
-    file = await gateway.find_file(user, file_id) if plausible_id(file_id) else None
-    data_dir = gateway.settings.data_dir
-    path = contained_file(data_dir, data_dir / file.relpath) if file else None
-    if path is None:
-        raise NotFound(f"File with uuid {file_id} not found on the system!")
+async def sky_image(gateway: Gateway, user: str, file_id: str) -> SkyImage:
+    path = await stored_file(gateway, user, file_id)
     try:
         return await asyncio.to_thread(render, path)
     except NotAnImage as exc:
