@@ -206,6 +206,16 @@ def test_offers_accept_and_reject(
     page.goto(live_gateway.url + "/#jobs")
     expect(page.locator("#jobs tr .state-SUCCESS")).to_have_count(1, timeout=JOB_TIMEOUT_MS)
 
+    page.goto(live_gateway.url + "/#offers")
+    page.click("#offer-form button")  # ask again, and turn the first offer down
+    expect(page.locator("#offers tr").first.get_by_role("button", name="reject")).to_be_visible()
+    page.locator("#offers tr").first.get_by_role("button", name="reject").click()
+    expect(page.locator("#offer-msg")).to_have_text("Rejected")
+    expect(page.locator("#offers tr").first).to_contain_text("REJECTED")
+    expect(page.locator("#offers tr").first.get_by_role("button")).to_have_count(0)
+    page.goto(live_gateway.url + "/#jobs")
+    expect(page.locator("#jobs tr")).to_have_count(1)  # a rejected offer runs nothing
+
 
 def test_api_docs_work_offline(live_gateway: LiveGateway, page: Page, shots: Shots) -> None:
     """Everything /docs, /redoc and the page need comes from the gateway (Redoc's footer links a
