@@ -53,8 +53,8 @@ CAESAR_JOB = "caesar:job"  # the route an Idempotency-Key was used on
 
 
 def operation_id(route: APIRoute) -> str:
-    """FastAPI's operation id, with the first method in sorted order rather than in set order: a
-    GET-and-POST route got ``_get`` or ``_post`` depending on the process's hash seed."""
+    """FastAPI's operation id from the route's name, path and method. Routes that answer GET and POST
+    are declared once per method: a route with two methods gives both operations one id."""
     name = re.sub(r"\W", "_", route.name + route.path_format)
     return f"{name}_{sorted(route.methods or ())[0].lower()}"
 
@@ -128,9 +128,9 @@ async def fileids(gateway: GatewayDep, user: UserDep) -> Response:
     return JSONResponse(as_json(await gateway.list_files(user)))
 
 
-@router.api_route(
+@router.get("/download", openapi_extra=openapi.query("uuid"))
+@router.post(
     "/download",
-    methods=["GET", "POST"],
     openapi_extra=openapi.query("uuid") | openapi.form(uuid="the file's uuid, when not in the query"),
 )
 async def download_redirect(request: Request, user: UserDep) -> Response:
@@ -154,13 +154,15 @@ async def stored_file(gateway: Gateway, user: str, file_id: str) -> Path:
     return path
 
 
-@router.api_route("/download/{file_id}", methods=["GET", "POST"])
+@router.get("/download/{file_id}")  # one route per method: each its own operationId
+@router.post("/download/{file_id}")
 async def download(file_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     path = await stored_file(gateway, user, file_id)
     return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
 
-@router.api_route("/delete/{file_id}", methods=["GET", "POST"])
+@router.get("/delete/{file_id}")  # one route per method: each its own operationId
+@router.post("/delete/{file_id}")
 async def delete(request: Request, file_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     if request.method == "GET":
         raise MethodNotAllowed("Use POST to delete a file: a GET must not change anything")
@@ -304,7 +306,8 @@ async def status(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     return JSONResponse({k: getattr(job, k) for k in STATUS_KEYS})
 
 
-@router.api_route("/job/{job_id}/cancel", methods=["GET", "POST"])
+@router.get("/job/{job_id}/cancel")  # one route per method: each its own operationId
+@router.post("/job/{job_id}/cancel")
 async def cancel(request: Request, job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     if request.method == "GET":
         raise MethodNotAllowed("Use POST to cancel a job: a GET must not change anything")
