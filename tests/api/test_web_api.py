@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from cirasa.gateway.web.events import job_events
+from cirasa.gateway.web.jobs_view import job_summaries
 from tests.conftest import API, Stack
 from tests.live import LiveGateway
 
@@ -155,3 +156,14 @@ async def test_the_job_stream_ends_when_the_server_drains(memory_stack: Stack) -
 
 async def collect(stream: AsyncIterator[str]) -> list[str]:
     return [chunk async for chunk in stream]
+
+
+async def test_the_listing_is_newest_first_and_bounded(memory_stack: Stack, fits_image: Path) -> None:
+    file_id = await memory_stack.upload(fits_image)
+    made = [await memory_stack.submit("sleep", file_id, {"seconds": 0.01}) for _ in range(3)]
+    gateway = memory_stack.services["gateway"]
+    newest = await job_summaries(gateway, "anonymous", limit=2)  # type: ignore[arg-type]
+    assert [j["job_id"] for j in newest] == made[:0:-1]
+    assert {j["file_name"] for j in newest} == {"sky.fits"}
+    listed = (await memory_stack.client.get(f"{WEB}/jobs")).json()
+    assert [j["job_id"] for j in listed] == made[::-1]

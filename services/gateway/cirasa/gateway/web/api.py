@@ -71,7 +71,7 @@ async def users_job(gateway: Gateway, user: str, job_id: str) -> Job:
 @router.get("/jobs/{job_id}")
 async def job_detail(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
     job = await users_job(gateway, user, job_id)
-    names = await jobs_view.file_names(gateway, user)
+    names = await jobs_view.file_names(gateway, user, [str(job.data_inputs)])
     detail = jobs_view.summary(job.to_doc(), names)
     detail |= {"job_inputs": job.job_inputs, "resources": job.resources, "quote": job.quote}
     detail["products"] = jobs_view.products(jobs_view.job_dir(gateway, job))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pymongo import DESCENDING
+
 from cirasa.common.events import TERMINAL_STATES
 from cirasa.gateway.archive import contained_dir, contained_file
 from cirasa.gateway.documents import Job
@@ -17,21 +19,23 @@ SUMMARY_KEYS = (
 )  # fmt: skip
 LOG_STREAMS = ("stdout", "stderr")
 TAIL_BYTES = 256 * 1024  # a log's tail is read from at most its last 256 KiB
+MAX_LISTED = 500  # the newest jobs the page lists and streams
 
 
-async def file_names(gateway: Gateway, user: str) -> dict[str, str]:
-    """Every file id of ``user`` (deleted ones too: their jobs still name them) and its original name."""
-    cursor = gateway.files.raw.find({"user": user}, {"filename_orig": 1})
+async def file_names(gateway: Gateway, user: str, file_ids: list[str]) -> dict[str, str]:
+    """The original names of ``user``'s files ``file_ids`` (deleted ones too: their jobs still name them)."""
+    cursor = gateway.files.raw.find({"user": user, "_id": {"$in": file_ids}}, {"filename_orig": 1})
     return {d["_id"]: d.get("filename_orig", "") async for d in cursor}
 
 
-async def job_summaries(gateway: Gateway, user: str) -> list[dict[str, Any]]:
-    """The user's jobs not deleted, newest first, each with its input file's name."""
-    names = await file_names(gateway, user)
+async def job_summaries(gateway: Gateway, user: str, limit: int = MAX_LISTED) -> list[dict[str, Any]]:
+    """The user's newest ``limit`` jobs not deleted, newest first, each with its input file's name
+    (the live stream reads this every second: bounded, and through the user-by-date index)."""
     projection = dict.fromkeys(SUMMARY_KEYS, 1)
     cursor = gateway.jobs.raw.find({"user": user, "deleted": {"$ne": True}}, projection)
-    jobs = [summary(d, names) async for d in cursor]
-    return sorted(jobs, key=lambda j: str(j.get("submit_date") or ""), reverse=True)
+    docs = [d async for d in cursor.sort("submit_date", DESCENDING).limit(limit)]
+    names = await file_names(gateway, user, sorted({str(d.get("data_inputs")) for d in docs}))
+    return [summary(d, names) for d in docs]
 
 
 def summary(doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
