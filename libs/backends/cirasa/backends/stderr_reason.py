@@ -44,20 +44,23 @@ def last_meaningful_line(text: str, limit: int = REASON_LIMIT) -> str:
     return ""
 
 
+def tail_text(path: Path, max_bytes: int) -> str:
+    """The text of the file's last ``max_bytes`` bytes, less the first line when the read cut it;
+    raises OSError when the file cannot be read."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - max_bytes))
+        text = fh.read().decode("utf-8", errors="replace")
+    return text.partition("\n")[2] if size > max_bytes else text
+
+
 def stderr_reason(path: Path, limit: int = REASON_LIMIT) -> str:
     """The last meaningful line of the file at ``path`` (its last ``STDERR_TAIL_BYTES`` only); "" when
     it is missing, unreadable or says nothing."""
     try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - STDERR_TAIL_BYTES))
-            tail = fh.read()
+        return last_meaningful_line(tail_text(path, STDERR_TAIL_BYTES), limit)
     except OSError:
         return ""
-    text = tail.decode("utf-8", errors="replace")
-    if size > STDERR_TAIL_BYTES:
-        text = text.partition("\n")[2]  # the first line read is cut: drop it
-    return last_meaningful_line(text, limit)
 
 
 def with_reason(status: str, reason: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pymongo import DESCENDING
 
+from cirasa.backends.stderr_reason import tail_text
 from cirasa.common.events import TERMINAL_STATES
 from cirasa.gateway.archive import contained_dir, contained_file
 from cirasa.gateway.documents import Job
@@ -69,9 +70,5 @@ def log_tail(directory: Path | None, stream: str, lines: int) -> str | None:
     path = product_path(directory, f"{stream}.log")
     if path is None:
         return None
-    with path.open("rb") as f:
-        size = f.seek(0, 2)
-        f.seek(max(0, size - TAIL_BYTES))
-        text = f.read().decode(errors="replace")
-    kept = text.splitlines()[-lines:] if lines > 0 else []
+    kept = tail_text(path, TAIL_BYTES).splitlines()[-lines:] if lines > 0 else []
     return "\n".join(kept) + ("\n" if kept else "")
