@@ -87,6 +87,14 @@ class CaesarClient:
     def jobs(self) -> list[dict[str, Any]]:
         return self._check(self.http.get("/jobs")).json()
 
+    def job_record(self, job_id: str) -> dict[str, Any]:
+        """Everything the server says of one job (platform and timings too); caesar-rest's status
+        where the server has no ``/cirasa/api/v1/jobs/{id}`` (or no longer lists the job there)."""
+        r = self.http.get(self.url(f"{CIRASA}/jobs/{job_id}"))
+        if r.status_code in (404, 405):
+            return self.status(job_id)
+        return dict(self._check(r).json())
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.post(f"/job/{job_id}/cancel")).json()
 

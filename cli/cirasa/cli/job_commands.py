@@ -95,11 +95,9 @@ def status(
     """A job's state, status line, elapsed time and platform."""
     with CaesarClient(server) as client:
         job_id = client.job_id(job)
-        current = client.status(job_id)
         if follow_it:
-            current = follow(client, job_id, progress(Console(stderr=True)))
-        record = next((j for j in client.jobs() if j.get("job_id") == job_id), {})
-    merged = {**record, **current}
+            follow(client, job_id, progress(Console(stderr=True)))
+        merged = client.job_record(job_id)
     width = max(len(label) for label, _ in status_lines(merged))
     for label, value in status_lines(merged):
         print(f"{label:<{width}}  {value}")
