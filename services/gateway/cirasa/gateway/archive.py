@@ -42,6 +42,12 @@ def contained_file(root: Path, path: Path) -> Path | None:
     return resolved if inside and resolved.is_file() else None
 
 
+def first_file(directory: Path, pattern: str) -> Path | None:
+    """The first file of ``directory`` (in name order) matching ``pattern`` that may be served."""
+    served = (contained_file(directory, path) for path in sorted(directory.glob(pattern)))
+    return next((path for path in served if path is not None), None)
+
+
 def contained_dir(root: Path, path: Path) -> Path | None:
     """``path`` when it is a directory that, resolved, lies inside ``root``: a job directory that is a
     link elsewhere is treated as missing."""

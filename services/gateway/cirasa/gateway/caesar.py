@@ -28,7 +28,7 @@ from starlette.background import BackgroundTask
 from cirasa.common.events import TERMINAL_STATES, JobState, as_utc
 from cirasa.finders.registry import APPS, OptionError, get_app
 from cirasa.gateway import idempotency, openapi
-from cirasa.gateway.archive import build_job_archive, contained_dir, contained_file
+from cirasa.gateway.archive import build_job_archive, contained_file, first_file
 from cirasa.gateway.bodies import has_control, load_json
 from cirasa.gateway.dependencies import GatewayDep, UserDep, read_bounded
 from cirasa.gateway.documents import Job, plausible_id
@@ -365,12 +365,8 @@ def missing_output(job_id: str) -> NotFound:
 
 async def product(gateway: Gateway, user: str, job_id: str, pattern: str) -> Path:
     """The first file of a finished job's directory that matches ``pattern`` and may be served."""
-    job_dir = contained_dir(
-        gateway.settings.jobs_dir, gateway.job_dir(await finished_job(gateway, user, job_id))
-    )
-    matches = sorted(job_dir.glob(pattern)) if job_dir else []
-    served = (contained_file(job_dir, path) for path in matches if job_dir)
-    found = next((path for path in served if path is not None), None)
+    job_dir = gateway.served_job_dir(await finished_job(gateway, user, job_id))
+    found = first_file(job_dir, pattern) if job_dir else None
     if found is None:
         raise missing_output(job_id)
     return found
@@ -378,9 +374,7 @@ async def product(gateway: Gateway, user: str, job_id: str, pattern: str) -> Pat
 
 @router.get("/job/{job_id}/output")
 async def output(job_id: str, gateway: GatewayDep, user: UserDep) -> Response:
-    job_dir = contained_dir(
-        gateway.settings.jobs_dir, gateway.job_dir(await finished_job(gateway, user, job_id))
-    )
+    job_dir = gateway.served_job_dir(await finished_job(gateway, user, job_id))
     if job_dir is None:
         raise missing_output(job_id)
     archive = await asyncio.to_thread(build_job_archive, job_dir, f"job_{job_id}")

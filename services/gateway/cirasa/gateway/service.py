@@ -41,6 +41,7 @@ from cirasa.common.store import Document
 from cirasa.common.store.documents import Documents
 from cirasa.finders.registry import App
 from cirasa.gateway.admission import Admission
+from cirasa.gateway.archive import contained_dir
 from cirasa.gateway.broker.state import INDEXES as BROKER_INDEXES
 from cirasa.gateway.broker.state import BrokerState
 from cirasa.gateway.documents import FILES, JOBS, OFFERSETS, SESSIONS, USAGE, Job, StoredFile, Usage
@@ -312,6 +313,10 @@ class Gateway(Service):
 
     def job_dir(self, job: Job) -> Path:
         return self.settings.jobs_dir / safe_user(job.user) / f"job_{job.id}"
+
+    def served_job_dir(self, job: Job) -> Path | None:
+        """The job's directory when it exists and lies where jobs' directories may (else None)."""
+        return contained_dir(self.settings.jobs_dir, self.job_dir(job))
 
     async def usage_for(self, user: str) -> dict[str, Any] | None:
         doc = await self.usage.get(user)

@@ -43,7 +43,7 @@ from vo_models.xlink import XlinkType
 from cirasa.common.events import TERMINAL_STATES, JobState
 from cirasa.common.store import Document
 from cirasa.gateway import openapi
-from cirasa.gateway.archive import contained_dir, contained_file
+from cirasa.gateway.archive import contained_file
 from cirasa.gateway.auth import ANONYMOUS
 from cirasa.gateway.caesar import PREFIX as CAESAR_PREFIX
 from cirasa.gateway.dependencies import GatewayDep, UserDep
@@ -200,7 +200,7 @@ def list_products(gateway: Gateway, job: Job) -> dict[str, tuple[Path, str]]:
     """Product files by name: what the results list shows and the only names served (regular files
     inside the job directory; never a link, whether or not it points inside)."""
     found: dict[str, tuple[Path, str]] = {}
-    job_dir = contained_dir(gateway.settings.jobs_dir, gateway.job_dir(job))
+    job_dir = gateway.served_job_dir(job)
     if job_dir is None:
         return found
     for pattern, media_type in PRODUCTS.items():

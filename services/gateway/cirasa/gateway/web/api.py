@@ -20,7 +20,7 @@ from cirasa.common.events import TERMINAL_STATES
 from cirasa.finders.catalog import Catalog
 from cirasa.finders.compare import DEFAULT_RADIUS_ARCSEC, CompareError, compare, merge, table_from_catalog
 from cirasa.finders.registry import APPS, App
-from cirasa.gateway.archive import contained_file
+from cirasa.gateway.archive import first_file
 from cirasa.gateway.caesar import finite, stored_file
 from cirasa.gateway.dependencies import GatewayDep, UserDep
 from cirasa.gateway.documents import Job, plausible_id
@@ -74,7 +74,7 @@ async def job_detail(job_id: str, gateway: GatewayDep, user: UserDep) -> Respons
     names = await jobs_view.file_names(gateway, user, [str(job.data_inputs)])
     detail = jobs_view.summary(job.to_doc(), names)
     detail |= {"job_inputs": job.job_inputs, "resources": job.resources, "quote": job.quote}
-    detail["products"] = jobs_view.products(jobs_view.job_dir(gateway, job))
+    detail["products"] = jobs_view.products(gateway.served_job_dir(job))
     return JSONResponse(finite(detail))
 
 
@@ -98,23 +98,22 @@ async def log(
     if stream not in jobs_view.LOG_STREAMS:
         raise BadRequest(f"Unknown log stream {stream!r}: use stdout or stderr")
     job = await users_job(gateway, user, job_id)
-    text = jobs_view.log_tail(jobs_view.job_dir(gateway, job), stream, tail)
+    text = jobs_view.log_tail(gateway.served_job_dir(job), stream, tail)
     return PlainTextResponse(text or "")
 
 
 @router.get("/jobs/{job_id}/products/{name}")
 async def product(job_id: str, name: str, gateway: GatewayDep, user: UserDep) -> Response:
     job = await users_job(gateway, user, job_id)
-    path = jobs_view.product_path(jobs_view.job_dir(gateway, job), name)
+    path = jobs_view.product_path(gateway.served_job_dir(job), name)
     if path is None:
         raise NotFound(f"Job {job_id} has no product {name!r}")
     return FileResponse(path, filename=path.name)
 
 
 def job_catalogue(gateway: Gateway, job: Job) -> Catalog | None:
-    directory = jobs_view.job_dir(gateway, job)
-    found = sorted(directory.glob(CATALOGUE)) if directory else []
-    path = contained_file(directory, found[0]) if directory and found else None
+    directory = gateway.served_job_dir(job)
+    path = first_file(directory, CATALOGUE) if directory else None
     if path is None:
         return None
     try:

@@ -10,8 +10,7 @@ from pymongo import DESCENDING
 
 from cirasa.backends.stderr_reason import tail_text
 from cirasa.common.events import TERMINAL_STATES
-from cirasa.gateway.archive import contained_dir, contained_file
-from cirasa.gateway.documents import Job
+from cirasa.gateway.archive import contained_file
 from cirasa.gateway.service import Gateway
 
 SUMMARY_KEYS = (
@@ -44,11 +43,6 @@ def summary(doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     out["file_name"] = names.get(str(doc.get("data_inputs")), "")
     out["final"] = doc.get("state") in TERMINAL_STATES
     return out
-
-
-def job_dir(gateway: Gateway, job: Job) -> Path | None:
-    """The job's directory when it exists and lies where jobs' directories may."""
-    return contained_dir(gateway.settings.jobs_dir, gateway.job_dir(job))
 
 
 def products(directory: Path | None) -> list[dict[str, Any]]:
