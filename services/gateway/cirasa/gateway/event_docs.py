@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from cirasa.common.events import EVENT_TYPES
-from cirasa.common.schemas import ASYNCAPI, EVENTS_DIR, published_path, published_versions
+from cirasa.common.schemas import ASYNCAPI, EVENTS_DIR, published_path, published_schema, published_versions
 from cirasa.gateway.errors import NotFound
 
 router = APIRouter(tags=["event contract"])
@@ -52,7 +52,7 @@ def field_rows(schema: dict[str, Any]) -> str:
 
 def section(version: int, name: str) -> str:
     cls = EVENT_TYPES.get(name)
-    schema = cls.model_json_schema(mode="serialization") if cls else {}
+    schema = published_schema(version, name) or {}  # that version's, not the code's current one
     key = cls.routing_key if cls else "?"
     url = f"/events/schemas/v{version}/{name}.json"
     return (
