@@ -11,6 +11,7 @@ import typer
 from cirasa.common.schemas import (
     ASYNCAPI,
     EVENTS_DIR,
+    Schema,
     breaking_changes,
     current_schemas,
     dumps,
@@ -19,17 +20,17 @@ from cirasa.common.schemas import (
 )
 
 
-def schema_changes(root: Path = EVENTS_DIR) -> tuple[list[str], list[Path]]:
+def schema_changes(root: Path = EVENTS_DIR) -> tuple[list[str], dict[Path, Schema]]:
     """What the code changes in the published schemas: (breaking problems, files to write)."""
     problems: list[str] = []
-    to_write: list[Path] = []
+    to_write: dict[Path, Schema] = {}
     for (version, name), schema in sorted(current_schemas().items()):
         old = published_schema(version, name, root)
         if old is not None:
             problems += [f"{name} v{version}: {p}" for p in breaking_changes(old, schema)]
         path = published_path(version, name, root)
         if old is None or dumps(old) != dumps(schema):
-            to_write.append(path)
+            to_write[path] = schema
     return problems, to_write
 
 
@@ -48,13 +49,10 @@ def schemas(
         for path in to_write:
             typer.echo(f"would update {path}")
         raise typer.Exit(1 if to_write else 0)
-    current = current_schemas()
-    for (version, name), schema in current.items():
-        path = published_path(version, name, out)
-        if path in to_write:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(dumps(schema))
-            typer.echo(f"wrote {path}")
+    for path, schema in to_write.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps(schema))
+        typer.echo(f"wrote {path}")
 
 
 def asyncapi(out: Annotated[Path, typer.Option("--out", "-o")] = ASYNCAPI) -> None:
