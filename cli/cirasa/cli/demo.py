@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cirasa.cli.client import CaesarClient
+from cirasa.cli.submission import submit_and_follow
 from cirasa.common.settings import Settings
 
 POLL_S = 0.1  # how often the demo asks for its job's status (and the monitor its backend)
@@ -49,16 +49,8 @@ def simulate(image: Path, size: int, sources: int) -> int:
 
 def run_job(client: CaesarClient, image: Path, app_name: str) -> dict[str, Any]:
     """Upload the map, submit the finder and follow its job to its end."""
-    up = client.upload(image)
-    console.print(f"[bold]2.[/] uploaded {image.name} as file {up['uuid']} ({up['size']:.2f} MiB)")
-    job = client.submit(app_name, up["uuid"], {"seedthr": 5.0} if app_name == "sep" else {})
-    console.print(f"[bold]3.[/] job {job['job_id']} accepted (202), app {app_name}")
-    started = time.monotonic()
-
-    def show(status: dict[str, Any]) -> None:
-        console.print(f"   {time.monotonic() - started:6.1f} s  {status['state']:<9} {status['status']}")
-
-    return client.wait(job["job_id"], show, interval_s=POLL_S)
+    options = {"seedthr": 5.0} if app_name == "sep" else {}
+    return submit_and_follow(client, console, image, app_name, options, interval_s=POLL_S)
 
 
 def cell(value: Any) -> str:

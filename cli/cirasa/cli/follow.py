@@ -41,10 +41,12 @@ def progress(console: Console) -> Callable[[Status], None]:
     return show
 
 
-def follow(client: CaesarClient, job_id: str, show: Callable[[Status], None]) -> Status:
+def follow(
+    client: CaesarClient, job_id: str, show: Callable[[Status], None], interval_s: float = 0.5
+) -> Status:
     """The job's final status; on Ctrl-C, one line saying the job goes on, and exit 130."""
     try:
-        return client.wait(job_id, show)
+        return client.wait(job_id, show, interval_s=interval_s)
     except KeyboardInterrupt:
         notice(stopped_message(job_id, client.server))
         raise typer.Exit(EXIT_INTERRUPTED) from None

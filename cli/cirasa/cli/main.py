@@ -19,11 +19,11 @@ from cirasa.cli import app_commands, contract_commands, events_command, job_comm
 from cirasa.cli.app_commands import check_app
 from cirasa.cli.client import CaesarClient
 from cirasa.cli.errors import EXIT_FAILED, notice
-from cirasa.cli.follow import follow, progress, server_flag
+from cirasa.cli.follow import server_flag
 from cirasa.cli.group import CliGroup
 from cirasa.cli.params import DEFAULT_SERVER, AppName, AppOptions, Server, parse_options
 from cirasa.cli.sim.command import sim
-from cirasa.cli.submission import FileOption, ImageArg, check_input, input_file, submit_job
+from cirasa.cli.submission import FileOption, ImageArg, check_input, input_file, submit_and_follow, submit_job
 from cirasa.common.logs import configure_logging
 from cirasa.common.settings import Settings, load_settings
 
@@ -123,22 +123,6 @@ def _wait_ready(client: CaesarClient, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def _submit_and_follow(
-    client: CaesarClient, image: Path | None, app_name: str, options: dict[str, Any], file: str | None = None
-) -> dict[str, Any]:
-    """Upload ``image`` (or take the uploaded ``file``), submit, and follow the job to its end."""
-    if file is None and image is not None:
-        up = client.upload(image)
-        file_id = up["uuid"]
-        console.print(f"[bold]2.[/] uploaded {image.name} as file {up['uuid']} ({up['size']:.2f} MiB)")
-    else:
-        file_id = input_file(client, image, file)
-        console.print(f"[bold]2.[/] input: uploaded file {file_id}")
-    job = submit_job(client, app_name, file_id, options)
-    console.print(f"[bold]3.[/] job {job['job_id']} accepted (202), app {app_name}")
-    return follow(client, job["job_id"], progress(console))
-
-
 @app.command()
 def submit(
     image: ImageArg = None,
@@ -156,7 +140,7 @@ def submit(
     with CaesarClient(server) as client:
         check_app(client, app_name)
         if wait:
-            status = _submit_and_follow(client, image, app_name, options, file)
+            status = submit_and_follow(client, console, image, app_name, options, file)
             print(json.dumps(status))
             raise typer.Exit(0 if status["state"] == "SUCCESS" else EXIT_FAILED)
         job = submit_job(client, app_name, input_file(client, image, file), options)

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from cirasa.cli.app_commands import warn_ignored
 from cirasa.cli.client import CaesarClient
 from cirasa.cli.errors import CliError
+from cirasa.cli.follow import follow, progress
 
 ImageArg = Annotated[
     Path | None,
@@ -38,6 +40,29 @@ def input_file(client: CaesarClient, image: Path | None, file: str | None) -> st
         return client.file_id(file)
     assert image is not None
     return str(client.upload(image)["uuid"])
+
+
+def submit_and_follow(
+    client: CaesarClient,
+    console: Console,
+    image: Path | None,
+    app_name: str,
+    options: dict[str, Any],
+    file: str | None = None,
+    interval_s: float = 0.5,
+) -> dict[str, Any]:
+    """Upload ``image`` (or take the uploaded ``file``), submit, and follow the job to its end,
+    telling each step on ``console``."""
+    if file is None and image is not None:
+        up = client.upload(image)
+        file_id = up["uuid"]
+        console.print(f"[bold]2.[/] uploaded {image.name} as file {up['uuid']} ({up['size']:.2f} MiB)")
+    else:
+        file_id = input_file(client, image, file)
+        console.print(f"[bold]2.[/] input: uploaded file {file_id}")
+    job = submit_job(client, app_name, file_id, options)
+    console.print(f"[bold]3.[/] job {job['job_id']} accepted (202), app {app_name}")
+    return follow(client, job["job_id"], progress(console), interval_s)
 
 
 def submit_job(client: CaesarClient, app: str, file_id: str, options: dict[str, Any]) -> dict[str, Any]:
