@@ -44,7 +44,6 @@ export async function request(method, url, { json, body, accept } = {}) {
 
 export const getJSON = async (url) => (await request("GET", url)).json();
 export const getText = async (url) => (await request("GET", url)).text();
-export const postJSON = async (url, json) => (await request("POST", url, { json })).json();
 
 // Upload with progress (fetch has none for request bodies): XMLHttpRequest.
 export function upload(file, onProgress) {

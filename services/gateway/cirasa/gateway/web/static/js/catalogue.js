@@ -2,7 +2,7 @@
 // `peak_flux_jy<=0.002`... compares a column), click a row to select the source.
 import { el, number } from "./dom.js";
 
-export const COLUMNS = [
+const COLUMNS = [
   "source_id", "ra_deg", "dec_deg", "x_pix", "y_pix", "peak_flux_jy", "int_flux_jy", "snr",
   "maj_arcsec", "min_arcsec", "pa_deg",
 ];
@@ -10,7 +10,7 @@ const MAX_ROWS = 2000;
 const COMPARISON = /^\s*([a-z_]+)\s*(<=|>=|<|>|=)\s*(-?[\d.]+(?:e-?\d+)?)\s*$/i;
 const TESTS = { "<": (a, b) => a < b, "<=": (a, b) => a <= b, ">": (a, b) => a > b, ">=": (a, b) => a >= b, "=": (a, b) => a === b };
 
-export function filterRows(rows, text) {
+function filterRows(rows, text) {
   const m = COMPARISON.exec(text);
   if (m && COLUMNS.includes(m[1])) {
     const [, key, op, value] = m;
@@ -21,7 +21,7 @@ export function filterRows(rows, text) {
   return rows.filter((r) => `${r.source_id} ${r.component_id}`.toLowerCase().includes(needle));
 }
 
-export function sortRows(rows, key, direction) {
+function sortRows(rows, key, direction) {
   const sign = direction === "desc" ? -1 : 1;
   return [...rows].sort((a, b) => {
     const x = a[key], y = b[key];
