@@ -244,7 +244,8 @@ async def test_delete_cancels_and_hides(memory_stack: Stack, fits_image: Path) -
 
 async def test_wait_blocks_until_the_phase_changes(memory_stack: Stack, fits_image: Path) -> None:
     file_id = await memory_stack.upload(fits_image)
-    job_id = await sleep_job(memory_stack, file_id, 1.5)
+    # Long enough that the job is still running when the third wait begins, on a loaded machine too.
+    job_id = await sleep_job(memory_stack, file_id, 4)
     await wait_phase(memory_stack, job_id, {"EXECUTING"})
 
     started = time.monotonic()
