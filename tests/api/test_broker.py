@@ -298,9 +298,12 @@ async def test_a_jupyter_notebook_runs_headless(broker_stack: Stack) -> None:
     assert (
         await follow(broker_stack, direct.json()["meta"]["uuid"], {"COMPLETED", "FAILED"}, timeout_s=120)
     )["phase"] == "FAILED"
-    nowhere = {"executable": {"kind": kinds.JUPYTER, "location": "https://example.org/x.ipynb"}}
+    nowhere = {"executable": {"kind": kinds.JUPYTER, "location": "ftp://example.org/x.ipynb"}}
     no = (await broker_stack.client.post("/offersets", json=nowhere)).json()
-    assert no["result"] == "NO" and "uploaded notebook" in no["meta"]["messages"][0]["message"]
+    assert (
+        no["result"] == "NO"
+        and "http(s) URL or name an uploaded notebook" in no["meta"]["messages"][0]["message"]
+    )
 
 
 async def test_offer_share_keeps_room_for_everyone_else(settings: Settings, fits_image: Path) -> None:

@@ -11,7 +11,14 @@ import pytest
 
 from cirasa.cli.runtime import build_service
 from cirasa.common.bus import MemoryBroker
-from cirasa.common.events import JobSubmitted, OfferDecision, ResourceRequest, TaskProposed, utcnow
+from cirasa.common.events import (
+    DataSource,
+    JobSubmitted,
+    OfferDecision,
+    ResourceRequest,
+    TaskProposed,
+    utcnow,
+)
 from cirasa.common.settings import PlatformConfig, Settings
 from cirasa.planner import decisions, expiry, offers, recovery, waiting
 from cirasa.planner.calendar import DISPATCH_SLACK, Booking
@@ -153,3 +160,51 @@ async def test_racing_placements_of_one_task_keep_its_booking(settings: Settings
     assert sorted(placed) == [False, True]
     job = await the_booking(planner)  # the loser did not free the winner's booking (the same holder)
     assert job.job_id == "raced" and submitted(broker).booked_until == job.end
+
+
+def with_data(name: str, auto_accept: bool = False) -> TaskProposed:
+    """A task with 50 MB to fetch: at the assumed 10 MB/s and 1 s set-up, 6 s of staging."""
+    source = DataSource(
+        name="sky", scheme="http", location="https://h.example/sky.fits", size_bytes=50_000_000
+    )
+    return task(name, auto_accept).model_copy(update={"staging": [source]})
+
+
+STAGING = timedelta(seconds=6)
+
+
+async def test_staging_is_booked_before_the_run_and_the_scheduler_starts_it_there(
+    settings: Settings, clock: Clock
+) -> None:
+    planner, broker = await a_planner(settings)
+    await planner.on_task_proposed(with_data("data"))
+    offered = await the_booking(planner)
+    doc = await planner.proposals.docs.get("data")
+    assert doc is not None
+    (offer,) = doc.offers
+    # the job is offered to start once staged; its booking starts with the staging
+    assert offer.staging_s == STAGING.total_seconds() and offer.start == offered.start + STAGING
+    assert offered.end == offered.start + STAGING + DURATION + TTL + DISPATCH_SLACK
+    accepted_at = clock.now = offer.expires_at - timedelta(seconds=1)
+    await planner.on_offer_decision(
+        OfferDecision(correlation_id="data", offer_id=offer.offer_id, decision="ACCEPTED")
+    )
+    job = await the_booking(planner)  # a late accept: staged from then, then run, all inside
+    assert (job.start, job.end) == (accepted_at, accepted_at + STAGING + DURATION + DISPATCH_SLACK)
+    sent = submitted(broker)
+    assert sent.staging_s == STAGING.total_seconds() and sent.staging == doc.task.staging
+    assert sent.start is not None and sent.start - STAGING == offered.start  # staging starts at the booking
+
+    held = (await planner.capacity.state("p")).bookings
+    await planner.capacity.release("p", {b.holder for b in held})
+    assert await restore_bookings(planner.capacity, planner.proposals, planner.log) == 1
+    (restored,) = (await planner.capacity.state("p")).bookings  # restored with its staging, or more
+    assert restored.start <= job.start and job.end <= restored.end
+
+
+async def test_an_auto_accepted_job_with_data_books_its_staging(settings: Settings, clock: Clock) -> None:
+    planner, broker = await a_planner(settings)
+    await planner.on_task_proposed(with_data("auto", auto_accept=True))
+    job = await the_booking(planner)
+    assert (job.start, job.end) == (clock.now, clock.now + STAGING + DURATION + DISPATCH_SLACK)
+    assert submitted(broker).start == clock.now + STAGING and submitted(broker).booked_until == job.end

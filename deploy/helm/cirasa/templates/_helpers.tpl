@@ -129,8 +129,8 @@ The queues each service consumes, by routing key (cirasa/common/bus: <exchange>.
 tests/deploy checks this against the services' subscriptions).
 */}}
 {{- define "cirasa.consumedRoutingKeys" -}}
-gateway: [job.state_changed, offer.made, offer.state_changed, job.submitted, usage.updated]
-planner: [task.proposed, offer.decision, job.state_changed, job.cancel_requested]
+gateway: [job.state_changed, offer.made, offer.state_changed, job.submitted, usage.updated, job.staging]
+planner: [task.proposed, offer.decision, job.state_changed, job.cancel_requested, job.staging]
 scheduler: [job.submitted, job.cancel_requested]
 monitor: [job.submitted, job.dispatched]
 accounting: [task.proposed, job.submitted, job.state_changed, file.uploaded, file.deleted]

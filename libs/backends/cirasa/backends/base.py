@@ -12,6 +12,16 @@ from cirasa.common.events import JobState, Resources
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A staged volume: ``source`` (a file or directory on the platform's storage) seen by the job at
+    ``target``, read-only unless ``read_only`` is False."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What the scheduler asks a backend to run.
 
@@ -29,6 +39,7 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     inputs: tuple[Path, ...] = ()  # files the job reads (read-only in its sandbox)
     untrusted: bool = False  # user-supplied code: runs only where a sandbox can hold it
+    mounts: tuple[Mount, ...] = ()  # staged volumes (ExecutionBroker data and storage)
 
 
 @dataclass(frozen=True)

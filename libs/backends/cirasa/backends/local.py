@@ -48,11 +48,12 @@ from cirasa.backends.local_runner import (
     RUNNER_LOG,
     STATE_FILE,
     SUBMITTED_FILE,
+    mount_option,
     process_origin,
     utc_now,
     write_json_atomic,
 )
-from cirasa.backends.sandbox import NOBODY, sandbox_available
+from cirasa.backends.sandbox import NOBODY, Sandbox, sandbox_available, sandbox_mounts
 from cirasa.common.events import JobState
 
 log = structlog.get_logger(__name__)
@@ -447,16 +448,25 @@ class LocalBackend:
         )
 
     def _sandbox_args(self, spec: JobSpec) -> list[str]:
-        """The runner's sandbox options; a job that needs a sandbox this host cannot make is refused."""
+        """The runner's sandbox options; a job that needs a sandbox this host cannot make is refused,
+        and so is a mount the sandbox cannot make (ValueError saying why)."""
         why_not = sandbox_available() if self.options.sandbox else "the platform's sandbox is switched off"
         if why_not is not None:
             if spec.untrusted:
                 raise BackendUnavailable(f"user-supplied code runs only in a sandbox, and {why_not}")
+            if spec.mounts:
+                raise BackendUnavailable(
+                    f"volumes are mounted at their targets only in a sandbox, and {why_not}"
+                )
             log.warning("local.unsandboxed", job_id=spec.job_id, reason=why_not)
             return []
         args = ["--sandbox", "--sandbox-uid", str(self.options.sandbox_uid)]
         for path in spec.inputs:
             args += ["--input", str(path)]
+        if spec.mounts:  # refused now rather than when the runner starts the job
+            sandbox_mounts(Sandbox(Path(spec.job_dir), spec.inputs, mounts=spec.mounts))
+        for mount in spec.mounts:
+            args += ["--mount", mount_option(mount)]
         return args
 
     def cancel(self, job: TrackedJob) -> None:

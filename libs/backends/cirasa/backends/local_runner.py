@@ -3,12 +3,17 @@
 Run as::
 
     python -m cirasa.backends.local_runner --job-dir DIR --cores N --memory-gib G \\
-        --timeout-s S [--kill-grace-s K] [--sandbox [--sandbox-uid U] [--input PATH]...] -- ARGV...
+        --timeout-s S [--kill-grace-s K] \\
+        [--sandbox [--sandbox-uid U] [--input PATH]... [--mount JSON]...] -- ARGV...
 
 It starts ARGV in DIR (with ``--sandbox``, inside a bubblewrap sandbox: ``sandbox.py``) and records
 the job's life in ``DIR/.cirasa/state.json`` so that any process sharing the filesystem (the monitor
 service) can follow it. The file is replaced atomically at each
 change, so readers never see a half-written document.
+
+Each ``--mount`` is one staged volume, as a JSON object (so that any path, colons and all, passes
+intact): ``{"source": "/abs/source", "target": "/data/sky.fits", "mode": "ro"}``, ``mode`` ``ro`` or
+``rw`` (:func:`mount_option` writes it). A mount the sandbox cannot make fails the job at its start.
 
 Exit codes recorded for the job (``exit_code``):
 
@@ -21,7 +26,7 @@ Exit codes recorded for the job (``exit_code``):
 The runner itself exits 0 once it has recorded a final state, 2 on bad usage and 1 when it failed
 internally (after a best-effort FAILURE record). It imports only the standard library on purpose:
 it must start fast and must not depend on the service's third-party packages (``sandbox``,
-``font_cache`` and ``stderr_reason`` are standard library too).
+``mounts``, ``font_cache`` and ``stderr_reason`` are standard library too).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cirasa.backends.mounts import MountLike, VolumeMount
 from cirasa.backends.sandbox import CONTROL_DIR, NOBODY, Sandbox, prepare_job_dir, sandbox_argv
 from cirasa.backends.stderr_reason import stderr_reason, with_reason
 
@@ -330,6 +336,30 @@ def _positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
+def mount_option(mount: MountLike) -> str:
+    """The value of ``--mount`` for ``mount``."""
+    mode = "ro" if mount.read_only else "rw"
+    return json.dumps({"source": str(mount.source), "target": mount.target, "mode": mode})
+
+
+def parse_mount_option(text: str) -> VolumeMount:
+    """The mount a ``--mount`` value describes."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--mount takes a JSON object: {exc}") from None
+    if (
+        not isinstance(doc, dict)
+        or set(doc) != {"source", "target", "mode"}
+        or not all(isinstance(doc[key], str) for key in ("source", "target"))
+        or doc["mode"] not in ("ro", "rw")
+    ):
+        raise argparse.ArgumentTypeError(
+            f'--mount takes {{"source": PATH, "target": PATH, "mode": "ro" or "rw"}}, got {text}'
+        )
+    return VolumeMount(Path(doc["source"]), doc["target"], read_only=doc["mode"] == "ro")
+
+
 def parse_args(args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """Options come before ``--``; everything after it is the job's ARGV, taken verbatim."""
     parser = argparse.ArgumentParser(prog="python -m cirasa.backends.local_runner")
@@ -341,11 +371,17 @@ def parse_args(args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--sandbox", action="store_true", help="run the job in a bubblewrap sandbox")
     parser.add_argument("--sandbox-uid", type=int, default=NOBODY, help="the job's uid and gid there")
     parser.add_argument("--input", type=Path, action="append", default=[], help="read-only in the sandbox")
+    parser.add_argument(
+        "--mount", type=parse_mount_option, action="append", default=[], help="a volume in the sandbox"
+    )
     args = list(args)
     if "--" not in args:
         parser.error("missing '--' before the job's command line")
     split = args.index("--")
-    return parser.parse_args(args[:split]), args[split + 1 :]
+    opts = parser.parse_args(args[:split])
+    if opts.mount and not opts.sandbox:
+        parser.error("--mount needs --sandbox: only the sandbox can show a volume at its target")
+    return opts, args[split + 1 :]
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -353,7 +389,9 @@ def main(args: Sequence[str] | None = None) -> int:
     job_dir = opts.job_dir.resolve()
     box = None
     if opts.sandbox:
-        box = Sandbox(job_dir, tuple(opts.input), uid=opts.sandbox_uid, gid=opts.sandbox_uid)
+        box = Sandbox(
+            job_dir, tuple(opts.input), uid=opts.sandbox_uid, gid=opts.sandbox_uid, mounts=tuple(opts.mount)
+        )
     supervisor = Supervisor(
         job_dir=job_dir,
         argv=argv,

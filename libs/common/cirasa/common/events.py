@@ -7,10 +7,13 @@ from these models (``cirasa asyncapi``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -80,6 +83,57 @@ class InputFile(BaseModel):
     name: str = Field("", description="the file's own name, as uploaded: products are named after it")
 
 
+class DataSource(BaseModel):
+    """Something a job needs fetched onto its platform before it starts (ExecutionBroker data
+    resources and executables given by URL); the platform stages it into a shared cache."""
+
+    model_config = ConfigDict(extra="ignore")  # consumers of another version: see docs/events.md
+
+    name: str = Field(description="the resource's name in the request, unique within the job")
+    scheme: Literal["http", "s3", "ivoa"]
+    location: str = Field(
+        description="http: an http(s) URL; s3: s3://bucket/key; ivoa: an ivo:// identifier or a DataLink URL"
+    )
+    endpoint: str | None = Field(None, description="s3: the service's URL; ivoa: a DataLink service URL")
+    checksum: str | None = Field(None, description="<algorithm>:<hex digest>, e.g. sha256:ab12...")
+    size_bytes: int | None = Field(None, ge=0, description="the size the request declared, if any")
+    role: Literal["data", "executable"] = "data"
+
+    def key(self) -> str:
+        """What the platform's cache knows the resource by: the same source gives the same key."""
+        ident = [self.scheme, self.location, self.endpoint, self.checksum]
+        return hashlib.sha256(json.dumps(ident, separators=(",", ":")).encode()).hexdigest()
+
+    def origin(self) -> str:
+        """The host the data comes from (bandwidth is learnt per origin): the endpoint's, else the
+        location's, else the ivo:// authority."""
+        for url in (self.endpoint, self.location):
+            host = urlsplit(url).hostname if url else None
+            if host:
+                return host
+        return self.location
+
+
+class VolumeMount(BaseModel):
+    """Where a job sees staged data or scratch storage: a path inside the job, read-only or not."""
+
+    model_config = ConfigDict(extra="ignore")  # consumers of another version: see docs/events.md
+
+    name: str
+    path: str = Field(description="absolute path inside the job")
+    mode: Literal["READONLY", "READWRITE"] = "READONLY"
+    resources: list[str] = Field(
+        default_factory=list, description="names of the DataSource items shown in this volume"
+    )
+    cardinality: Literal["SINGLE", "CONTAINER"] = Field(
+        "CONTAINER",
+        description="SINGLE: path is the one resource's file; CONTAINER: a directory of the resources",
+    )
+    storage_gib: float | None = Field(
+        None, gt=0, description="scratch storage of this size (an empty writable directory)"
+    )
+
+
 class Event(BaseModel):
     """The envelope every event carries."""
 
@@ -118,6 +172,10 @@ class TaskProposed(Event):
     command: list[str] = Field(
         default_factory=list, description="container command, for container executables"
     )
+    staging: list[DataSource] = Field(
+        default_factory=list, description="data and executables to fetch before the job starts"
+    )
+    volumes: list[VolumeMount] = Field(default_factory=list)
 
 
 class OfferMade(Event):
@@ -136,6 +194,7 @@ class OfferMade(Event):
     reasons: list[str] = Field(default_factory=list)
     set_size: int = Field(1, ge=1, description="how many OfferMade events answer this proposal")
     description: str = ""
+    staging_s: float = Field(0, ge=0, description="time allowed before start for staging the task's data")
 
 
 class JobSubmitted(Event):
@@ -159,6 +218,11 @@ class JobSubmitted(Event):
     )
     image: str | None = None
     command: list[str] = Field(default_factory=list)
+    staging: list[DataSource] = Field(default_factory=list)
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    staging_s: float = Field(
+        0, ge=0, description="the staging time the offer allowed for: staging starts this long before start"
+    )
 
 
 OfferPhase = Literal["OFFERED", "ACCEPTED", "REJECTED", "EXPIRED", "CANCELLED"]
@@ -223,6 +287,38 @@ class JobStateChanged(Event):
     app: str | None = None
 
 
+class StagedSource(BaseModel):
+    """One resource as staged: where from, how big, how long it took, and whether the cache had it."""
+
+    model_config = ConfigDict(extra="ignore")  # consumers of another version: see docs/events.md
+
+    name: str
+    source: str = Field(description="the host it came from (the planner learns bandwidth per source)")
+    key: str = Field(description="the cache key of the resource")
+    size_bytes: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+    cached: bool
+
+
+class JobStaging(Event):
+    """A job's data is being staged on its platform (PREPARING); the last one has ``done`` set.
+
+    Progress events are best effort (a lost one only delays the shown progress)."""
+
+    routing_key: ClassVar[str] = "job.staging"
+    type: Literal["JobStaging"] = "JobStaging"
+
+    job_id: str
+    platform: str
+    done_bytes: int = Field(0, ge=0)
+    total_bytes: int | None = Field(None, ge=0, description="None while sizes are unknown")
+    done_resources: int = Field(0, ge=0)
+    total_resources: int = Field(0, ge=0)
+    done: bool = False
+    error: str | None = None
+    sources: list[StagedSource] = Field(default_factory=list, description="set when done")
+
+
 class CancelRequested(Event):
     """A user asked to cancel a job."""
 
@@ -266,6 +362,7 @@ AnyEvent = Annotated[
     | JobSubmitted
     | JobDispatched
     | JobStateChanged
+    | JobStaging
     | CancelRequested
     | FileUploaded
     | FileDeleted
@@ -283,6 +380,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobSubmitted,
         JobDispatched,
         JobStateChanged,
+        JobStaging,
         CancelRequested,
         FileUploaded,
         FileDeleted,

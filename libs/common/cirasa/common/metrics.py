@@ -51,3 +51,25 @@ SUBMIT_TO_START = Histogram(
     ["platform"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+
+# data staging (ExecutionBroker data fetched into each platform's cache before its job starts)
+STAGING_CACHE_HITS = Counter(
+    "cirasa_staging_cache_hits_total", "Resources staged from the platform's cache", ["platform"]
+)
+STAGING_CACHE_MISSES = Counter(
+    "cirasa_staging_cache_misses_total", "Resources fetched from their origin into the cache", ["platform"]
+)
+STAGING_BYTES = Counter(
+    "cirasa_staging_bytes_total",
+    "Bytes staged, by where they came from (network or cache)",
+    ["platform", "origin"],
+)
+STAGING_EVICTIONS = Counter(
+    "cirasa_staging_evictions_total", "Blobs evicted from the cache (least recently used)", ["platform"]
+)
+STAGING_CACHE_BYTES = Gauge("cirasa_staging_cache_bytes", "Bytes the staging cache holds", ["platform"])
+STAGING_FAILURES = Counter(
+    "cirasa_staging_failures_total",
+    "Resources that could not be staged, by the kind of failure (the error's class)",
+    ["platform", "reason"],
+)

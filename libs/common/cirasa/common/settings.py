@@ -125,6 +125,24 @@ class MonitorSettings(BaseModel):
     )
 
 
+class StagingSettings(BaseModel):
+    """Where and how platforms stage ExecutionBroker data before a job starts, and what the planner
+    assumes of a transfer until it has measured one."""
+
+    cache_dir: Path | None = Field(None, description="root of the platforms' caches; unset: data_dir/cache")
+    cache_max_gib: float = Field(50.0, gt=0, description="each platform's cache is evicted (LRU) above this")
+    policy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="allowed schemes and hosts, size and time limits, S3 credentials, DataLink services "
+        "(cirasa.backends.staging.StagingPolicy)",
+    )
+    assumed_bandwidth_mbps: float = Field(
+        10.0, gt=0, description="MB/s from an origin not yet measured (then learnt per origin)"
+    )
+    assumed_size_mb: float = Field(100.0, ge=0, description="size of a resource that declares none")
+    setup_s: float = Field(1.0, ge=0, description="per resource not in the cache: connection and checks")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRASA_", env_nested_delimiter="__", extra="ignore")
 
@@ -144,6 +162,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     http_limits: HttpLimits = Field(default_factory=HttpLimits)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    staging: StagingSettings = Field(default_factory=StagingSettings)
 
     def platform(self, name: str) -> PlatformConfig:
         for p in self.platforms:

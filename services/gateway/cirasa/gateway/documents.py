@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cirasa.common.store import Document
 from cirasa.common.store.documents import StoredDocument
@@ -113,6 +113,30 @@ class Refusal(BaseModel):
     at: datetime
 
 
+class StagingProgress(BaseModel):
+    """A session's data staging, as the platform last reported it (``JobStaging``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    done_bytes: int = 0
+    total_bytes: int | None = None
+    done_resources: int = 0
+    total_resources: int = 0
+    done: bool = False
+    error: str | None = None
+    at: datetime | None = None
+
+    def describe(self) -> str:
+        if self.error:
+            return f"staging failed: {self.error}"
+        size = f"{self.done_bytes / 1e6:.1f}" + (
+            f" of {self.total_bytes / 1e6:.1f}" if self.total_bytes else ""
+        )
+        if self.done:
+            return f"data staged: {self.total_resources} resources, {size} MB"
+        return f"staging data: {self.done_resources} of {self.total_resources} resources, {size} MB"
+
+
 class Session(GatewayDocument):
     """One offer; once accepted, also its job's progress (``job_*``)."""
 
@@ -136,4 +160,6 @@ class Session(GatewayDocument):
     created: datetime
     modified: datetime | None = None
     refusal: Refusal | None = None
+    staging: StagingProgress | None = None
+    staging_s: float = 0.0  # how long before ``start`` staging was planned to begin
     outbox: list[dict[str, Any]] = []

@@ -11,9 +11,16 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from cirasa.common.events import TERMINAL_STATES, JobState, JobStateChanged, JobSubmitted, OfferMade
+from cirasa.common.events import (
+    TERMINAL_STATES,
+    JobStaging,
+    JobState,
+    JobStateChanged,
+    JobSubmitted,
+    OfferMade,
+)
 from cirasa.common.store.documents import Documents
-from cirasa.gateway.documents import Job
+from cirasa.gateway.documents import Job, StagingProgress
 from cirasa.gateway.quotas import Quotas
 
 EARLY = "early"  # made by a state change before its JobSubmitted: what the job is comes later
@@ -107,6 +114,13 @@ class JobsReadModel:
             await self.jobs.raw.update_one(
                 {"_id": ev.job_id, EARLY: True}, {"$set": what, "$unset": {EARLY: ""}}
             )
+
+    async def on_job_staging(self, ev: JobStaging) -> None:
+        """A job still PENDING says how its data staging goes."""
+        progress = StagingProgress.model_validate(ev.model_dump())
+        await self.jobs.update(
+            {"_id": ev.job_id, "state": JobState.PENDING.value}, {"$set": {"status": progress.describe()}}
+        )
 
     async def on_offer_made(self, ev: OfferMade) -> None:
         """An auto-accepted job learns where and when it runs."""

@@ -24,6 +24,7 @@ from cirasa.common.events import (
     FileDeleted,
     FileUploaded,
     InputFile,
+    JobStaging,
     JobState,
     JobStateChanged,
     JobSubmitted,
@@ -119,6 +120,7 @@ class Gateway(Service):
         self.bus.subscribe(OfferStateChanged, self.broker.on_offer_state_changed)
         self.bus.subscribe(JobSubmitted, self.on_job_submitted)
         self.bus.subscribe(UsageUpdated, self.on_usage_updated)
+        self.bus.subscribe(JobStaging, self.on_job_staging)
 
     # --- read model (gateway/read_model.py) -------------------------------------------------
 
@@ -134,6 +136,10 @@ class Gateway(Service):
         self.admission.answered(ev.correlation_id)
         await self.broker.on_job_submitted(ev)
         await self.read_model.on_job_submitted(ev)
+
+    async def on_job_staging(self, ev: JobStaging) -> None:
+        await self.broker.on_job_staging(ev)
+        await self.read_model.on_job_staging(ev)
 
     async def on_offer_made(self, ev: OfferMade) -> None:
         self.admission.answered(ev.correlation_id)

@@ -12,7 +12,7 @@ stored order.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, field_serializer, field_validator
@@ -27,6 +27,7 @@ PROPOSALS = "proposals"
 PLATFORMS = "platforms"
 BOOKINGS = "bookings"
 STATS = "stats"
+STAGING_STATS = "staging_stats"  # planner.staging: bandwidth per origin, what each platform holds
 
 INDEXES: dict[str, Sequence[IndexModel]] = {
     PROPOSALS: [
@@ -65,6 +66,7 @@ class Offer(BaseModel):
     state: OfferPhase
     description: str
     booked_until: UtcDatetime | None = None
+    staging_s: float = 0.0  # the staging time allowed for before ``start`` (see planner.staging)
 
     def resources(self, duration_s: int) -> Resources:
         return Resources(cores=self.cores, memory_gib=self.memory_mib / 1024, duration_s=duration_s)
@@ -74,12 +76,17 @@ class Offer(BaseModel):
         """The end of the offer's booking."""
         return self.booked_until or self.end
 
+    @property
+    def booked_from(self) -> datetime:
+        """The start of the offer's booking: its data is staged (``staging_s``) before the job starts."""
+        return self.start - timedelta(seconds=self.staging_s)
+
     def run_interval(self, accepted_at: datetime) -> tuple[datetime, datetime]:
         """Where the job runs when the offer is accepted at ``accepted_at`` (before it expires): from
-        its start, or the accept if later, for its length and the ``DISPATCH_SLACK``. It lies inside
-        the offer's booking, which covers a late accept."""
-        start = max(self.start, accepted_at)
-        return start, start + (self.end - self.start) + DISPATCH_SLACK
+        its booking's start, or the accept if later, for its staging, its length and the
+        ``DISPATCH_SLACK``. It lies inside the offer's booking, which covers a late accept."""
+        begin = max(self.booked_from, accepted_at)
+        return begin, begin + (self.end - self.booked_from) + DISPATCH_SLACK
 
 
 class Proposal(StoredDocument):

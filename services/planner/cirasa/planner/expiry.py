@@ -72,6 +72,6 @@ class Expiry:
             offer = owner.offer(holder) if owner else None
             running = owner is not None and owner.state == "ACCEPTED"  # DONE: its job has ended
             if offer is not None and offer.state == "ACCEPTED" and running:  # to the interval it was told
-                await self._capacity.confirm(platform, holder, holder, (offer.start, offer.held_until))
+                await self._capacity.confirm(platform, holder, holder, (offer.booked_from, offer.held_until))
             else:
                 await self._capacity.release(platform, {holder})

@@ -28,12 +28,14 @@ from cirasa.planner.capacity import CapacityBook, mib
 from cirasa.planner.documents import Offer, Proposal
 from cirasa.planner.fit import Fit, no_reasons_summary
 from cirasa.planner.proposals import Envelope, Proposals
+from cirasa.planner.staging import StagingEstimate
 
 DEFAULT_WINDOW = timedelta(hours=2)
 MAX_WINDOW = timedelta(days=30)
 SEARCH_STALENESS_S = 0.05  # an offer's search may use the calendar as read this long ago (see book)
 
 StartDelay = Callable[[str], Awaitable[timedelta]]  # how late jobs tend to start on a platform
+StagingTime = Callable[[TaskProposed, str], Awaitable[StagingEstimate]]  # a task's data on a platform
 
 
 class OfferShareExceeded(Exception):
@@ -61,22 +63,25 @@ def offer_of(
     expires: datetime,
     state: OfferPhase,
     description: str,
+    staging_s: float = 0.0,
 ) -> Offer:
-    """The offer ``booked`` stands for: the job runs ``run`` from the booking's start (never past its
-    end), and the booking holds until its end. Made from what is booked, not from the search that led
-    there: a redelivery or a retry finds the holder's earlier booking (see ``CapacityBook.book``)."""
+    """The offer ``booked`` stands for: its data is staged for ``staging_s`` from the booking's start,
+    then the job runs ``run`` (never past the booking's end), and the booking holds until its end.
+    Made from what is booked, not from the search that led there: a redelivery or a retry finds the
+    holder's earlier booking (see ``CapacityBook.book``)."""
     return Offer(
         offer_id=booked.holder,
         platform=platform.name,
         backend=platform.backend,
         cores=booked.cores,
         memory_mib=booked.memory_mib,
-        start=booked.start,
-        end=min(booked.start + run, booked.end),
+        start=booked.start + timedelta(seconds=staging_s),
+        end=min(booked.start + timedelta(seconds=staging_s) + run, booked.end),
         expires_at=expires,
         state=state,
         description=description,
         booked_until=booked.end,
+        staging_s=staging_s,
     )
 
 
@@ -95,6 +100,7 @@ def offer_made(
         cost_core_hours=round(offer.cores * duration_s / 3600, 4),
         set_size=set_size,
         description=description,
+        staging_s=offer.staging_s,
     )
 
 
@@ -106,10 +112,17 @@ def start_window(task: TaskProposed, now: datetime) -> tuple[datetime, datetime]
 
 
 class Offers:
-    def __init__(self, capacity: CapacityBook, proposals: Proposals, start_delay: StartDelay) -> None:
+    def __init__(
+        self,
+        capacity: CapacityBook,
+        proposals: Proposals,
+        start_delay: StartDelay,
+        staging_time: StagingTime,
+    ) -> None:
         self._capacity = capacity
         self._proposals = proposals
         self._start_delay = start_delay
+        self.staging_time = staging_time
 
     async def candidates(
         self,
@@ -158,13 +171,8 @@ class Offers:
             except OfferShareExceeded as exc:
                 reasons.append(str(exc))
                 continue
-            if found is None:
-                reasons.append(
-                    f"{platform.name}: no free slot of {task.resources.min_cores} cores and "
-                    f"{task.resources.min_memory_gib:g} GiB for {task.resources.duration_s} s "
-                    "starting between "
-                    f"{span[0].isoformat()} and {span[1].isoformat()}"
-                )
+            if isinstance(found, str):
+                reasons.append(found)
             else:
                 offers += found
         if not offers:
@@ -182,19 +190,28 @@ class Offers:
         platform: PlatformConfig,
         span: tuple[datetime, datetime],
         now: datetime,
-    ) -> list[Offer] | None:
-        """The offers booked on ``platform`` (None: no slot in the window at all)."""
+    ) -> list[Offer] | str:
+        """The offers booked on ``platform``, or why there is no slot in the window at all. A task
+        with data starts after staging it (``planner.staging``)."""
         delay = await self._start_delay(platform.name)  # jobs here tend to start this late
+        staging = await self.staging_time(task, platform.name)
+        prep = staging.delay  # the data is staged first, inside the booking
         duration = timedelta(seconds=task.resources.duration_s)
         ttl = timedelta(seconds=platform.offer_ttl_s)
-        # accepted by ``expires`` (<= start + ttl), the job runs inside [start, start + held)
-        held = duration + delay + ttl + DISPATCH_SLACK
+        # accepted by ``expires`` (<= start + ttl), the job is staged and runs inside [start, start + held)
+        held = prep + duration + delay + ttl + DISPATCH_SLACK
         found = await self.candidates(task, platform, span, alternatives=True, slack=held - duration)
         if not found:
-            return None
+            return (
+                f"{platform.name}: no free slot of {task.resources.min_cores} cores and "
+                f"{task.resources.min_memory_gib:g} GiB for {task.resources.duration_s} s "
+                f"starting between {span[0].isoformat()} and {span[1].isoformat()}"
+                + (f" ({staging.describe()})" if staging.fetched else "")
+            )
         found = await self._within_share(task, platform, found, held)
         expires = now + ttl
         note = f"; jobs here start {delay.total_seconds():g} s late on average" if delay else ""
+        note += f"; {staging.describe()}" if task.staging else ""
         offers: list[Offer] = []
         for variant, cand in enumerate(found):
             offer_id = offer_id_for(pid, platform.name, variant)
@@ -212,7 +229,11 @@ class Offers:
             b = await self._capacity.book(platform.name, booking)  # or what an earlier delivery booked
             if b is not None:
                 run, expiry = duration + delay, b.expires_at or expires
-                offers.append(offer_of(platform, b, run, expiry, "OFFERED", cand.description + note))
+                offers.append(
+                    offer_of(
+                        platform, b, run, expiry, "OFFERED", cand.description + note, prep.total_seconds()
+                    )
+                )
         return offers
 
     async def _within_share(

@@ -109,6 +109,9 @@ class Proposals:
             booked_until=offer.held_until,
             image=task.image,
             command=task.command,
+            staging=task.staging,
+            volumes=task.volumes,
+            staging_s=offer.staging_s,
         )
 
 

@@ -47,14 +47,14 @@ def _booking_of(doc: Proposal, offer: Offer) -> Booking | None:
     if offer.state == "ACCEPTED" and doc.state in ("PLACED", "ACCEPTED"):
         job_id = doc.id if doc.state == "PLACED" else offer.offer_id
         return Booking(
-            offer.offer_id, offer.cores, offer.memory_mib, offer.start, end, "job", job_id, user=user
+            offer.offer_id, offer.cores, offer.memory_mib, offer.booked_from, end, "job", job_id, user=user
         )
     if offer.state == "OFFERED" and offer.expires_at > now:
         return Booking(
             offer.offer_id,
             offer.cores,
             offer.memory_mib,
-            offer.start,
+            offer.booked_from,
             end,
             "offer",
             None,

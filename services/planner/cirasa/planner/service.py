@@ -26,6 +26,7 @@ from pymongo import IndexModel
 
 from cirasa.common.events import (
     CancelRequested,
+    JobStaging,
     JobState,
     JobStateChanged,
     OfferDecision,
@@ -36,12 +37,13 @@ from cirasa.common.service import Loop, Service, every
 from cirasa.planner.backend_load import EXTERNAL_REFRESH, BackendLoad
 from cirasa.planner.capacity import CapacityBook
 from cirasa.planner.decisions import Decisions
-from cirasa.planner.documents import INDEXES, PROPOSALS, STATS
+from cirasa.planner.documents import INDEXES, PROPOSALS, STAGING_STATS, STATS
 from cirasa.planner.expiry import Expiry
 from cirasa.planner.fit import static_fit
 from cirasa.planner.offers import Offers
 from cirasa.planner.proposals import Proposals
 from cirasa.planner.recovery import restore_bookings
+from cirasa.planner.staging import StagingEstimates
 from cirasa.planner.start_delay import StartDelays
 from cirasa.planner.waiting import Waiting
 
@@ -56,7 +58,8 @@ class Planner(Service):
         self.capacity = CapacityBook(self.db, platforms)
         self.proposals = Proposals(self.db[PROPOSALS], self.relay, self.name)
         self.start_delays = StartDelays(self.db[STATS], self.proposals)
-        self.offers = Offers(self.capacity, self.proposals, self.start_delays.of)
+        self.staging = StagingEstimates(self.db[STAGING_STATS], self.settings.staging)
+        self.offers = Offers(self.capacity, self.proposals, self.start_delays.of, self.staging.estimate)
         self.expiry = Expiry(self.capacity, self.proposals)
         self.decisions = Decisions(self.capacity, self.proposals, self.expiry, self.log)
         self.waiting = Waiting(platforms, self.capacity, self.proposals, self.offers, self.log)
@@ -70,6 +73,7 @@ class Planner(Service):
         self.bus.subscribe(OfferDecision, self.on_offer_decision)
         self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
         self.bus.subscribe(CancelRequested, self.on_cancel_requested)
+        self.bus.subscribe(JobStaging, self.on_job_staging)
 
     async def start(self) -> None:
         await self.capacity.sync_platforms()
@@ -116,6 +120,9 @@ class Planner(Service):
 
     async def on_cancel_requested(self, ev: CancelRequested) -> None:
         await self.waiting.cancel(ev)
+
+    async def on_job_staging(self, ev: JobStaging) -> None:
+        await self.staging.learn(ev)
 
     # --- what loops, tests and benches call -----------------------------------------------
 

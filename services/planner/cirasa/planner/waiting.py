@@ -53,8 +53,9 @@ class Waiting:
                 await self.still_held(current, doc.task)
 
     async def place(self, pid: str) -> bool:
-        """Book capacity from now for a waiting auto-accepted task, and submit it: its duration and the
-        ``DISPATCH_SLACK``, the end of which the job is told (``JobSubmitted.booked_until``)."""
+        """Book capacity from now for a waiting auto-accepted task, and submit it: the staging of its
+        data (if any), its duration and the ``DISPATCH_SLACK``, the end of which the job is told
+        (``JobSubmitted.booked_until``)."""
         doc = await self._proposals.docs.get(pid)
         if doc is None or doc.state != "WAITING":
             return False
@@ -64,19 +65,22 @@ class Waiting:
         duration = timedelta(seconds=task.resources.duration_s)
         platforms = [p for p in self._platforms if static_fit(task, p).ok]
         for platform in sorted(platforms, key=lambda p: -p.cores):
+            prep = (await self._offers.staging_time(task, platform.name)).delay  # 0 for most tasks
             found = await self._offers.candidates(
-                task, platform, (start, start), alternatives=False, slack=DISPATCH_SLACK
+                task, platform, (start, start), alternatives=False, slack=prep + DISPATCH_SLACK
             )
             for cand in found:
                 offer_id = offer_id_for(pid, platform.name)
-                until = cand.start + duration + DISPATCH_SLACK
+                until = cand.start + prep + duration + DISPATCH_SLACK
                 booking = Booking(
                     offer_id, cand.cores, cand.memory_mib, cand.start, until, "job", pid, user=task.user
                 )
                 held = await self._capacity.book(platform.name, booking)
                 if held is None:
                     continue
-                offer = offer_of(platform, held, duration, now, "ACCEPTED", "auto-accepted")
+                offer = offer_of(
+                    platform, held, duration, now, "ACCEPTED", "auto-accepted", prep.total_seconds()
+                )
                 events: list[Event] = [
                     offer_made(self._proposals.envelope(task), task, offer),
                     self._proposals.job_submitted(task, pid, offer),

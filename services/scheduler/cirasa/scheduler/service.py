@@ -7,9 +7,10 @@ it) and the outbox of JobDispatched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from pathlib import PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pymongo import ASCENDING, IndexModel
@@ -31,6 +32,7 @@ from cirasa.common.service import Loop, Service, every
 from cirasa.common.store.documents import Documents
 from cirasa.finders.registry import get_app
 from cirasa.scheduler.documents import DISPATCHES, WAITING, Dispatch
+from cirasa.scheduler.staging import Staged, Stager, StagingFailed
 from cirasa.scheduler.timing import MAX_ATTEMPTS, TRANSIENT, backoff, booked_wall_time, too_late
 
 CLAIM_TTL = timedelta(seconds=60)
@@ -44,6 +46,7 @@ class Scheduler(Service):
         super().__init__(*args, **kwargs)
         self.dispatches = Documents(self.db[DISPATCHES], Dispatch)
         self._backends: dict[str, Backend] = {}
+        self.stager = Stager(self.settings, self.bus.publish)
 
     def register(self) -> None:
         self.bus.subscribe(JobSubmitted, self.on_job_submitted)
@@ -65,6 +68,7 @@ class Scheduler(Service):
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         not_before = as_utc(ev.start) if ev.start else utcnow()
+        not_before -= timedelta(seconds=ev.staging_s)  # staged first, inside the job's booking
         doc = await self.dispatches.update_and_get(
             {"_id": ev.job_id},
             {
@@ -122,8 +126,17 @@ class Scheduler(Service):
             await self._give_up(ev, doc, too_late(ev, now))
             return
         ev = ev.model_copy(update={"resources": ev.resources.model_copy(update={"duration_s": wall_time})})
+        job_dir = resolve_under(self.settings.jobs_dir, doc.job_dir)
+        staged = Staged()
+        if ev.staging or ev.volumes:  # PREPARING
+            try:
+                async with self._holding_claim(ev.job_id):
+                    staged = await self.stager.stage(ev, job_dir)
+            except StagingFailed as exc:
+                await self._finish(ev, doc, error=f"Job could not be started: staging failed: {exc}")
+                return
         try:
-            spec = self._spec(ev, PurePosixPath(doc.job_dir))
+            spec = self._spec(ev, job_dir, staged)
             backend = self.backend(ev.platform)
             backend_job_id = await asyncio.to_thread(backend.submit, spec)
         except (BackendUnavailable, KeyError, ValueError) as exc:
@@ -190,8 +203,24 @@ class Scheduler(Service):
         except Exception as exc:  # the backend is away or never heard of the job
             self.log.warning("job.cancel_failed", job_id=doc.id, error=repr(exc))
 
-    def _spec(self, ev: JobSubmitted, job_dir_rel: PurePosixPath) -> JobSpec:
-        job_dir = resolve_under(self.settings.jobs_dir, str(job_dir_rel))
+    @contextlib.asynccontextmanager
+    async def _holding_claim(self, job_id: str) -> AsyncIterator[None]:
+        """Keep this dispatcher's claim on the job fresh while it stages (which may outlast CLAIM_TTL)."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(CLAIM_TTL.total_seconds() / 3)
+                await self.dispatches.update({"_id": job_id}, {"$set": {"claimed_at": utcnow()}})
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _spec(self, ev: JobSubmitted, job_dir: Path, staged: Staged) -> JobSpec:
         if ev.image:  # a container executable from the ExecutionBroker API
             return JobSpec(
                 ev.job_id,
@@ -202,18 +231,15 @@ class Scheduler(Service):
                 ev.resources,
                 image=ev.image,
                 untrusted=True,
+                mounts=staged.mounts,
             )
         app = get_app(ev.app)
         if app is None:
             raise ValueError(f"unknown app {ev.app!r}")
-        if len(ev.inputs) != 1:
-            raise ValueError(f"app {ev.app} takes exactly one input file, got {len(ev.inputs)}")
-        input_path = resolve_under(self.settings.data_dir, ev.inputs[0].relpath)
-        if not input_path.is_file():
-            raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
-        path = str(input_path.resolve())
+        input_path, input_name = self._input(ev, staged)
+        path = str(input_path)
         if app.runnable_without_container:
-            argv = app.build_argv(ev.options, path, ev.inputs[0].name)
+            argv = app.build_argv(ev.options, path, input_name)
             return JobSpec(
                 ev.job_id,
                 ev.user,
@@ -221,8 +247,9 @@ class Scheduler(Service):
                 argv,
                 job_dir,
                 ev.resources,
-                inputs=(input_path.resolve(),),
+                inputs=(input_path,),
                 untrusted=app.untrusted,
+                mounts=staged.mounts,
             )
         image = self.settings.platform(ev.platform).containers.get(app.name)
         if image is None:
@@ -235,8 +262,20 @@ class Scheduler(Service):
             job_dir,
             ev.resources,
             image=image,
-            inputs=(input_path.resolve(),),
+            inputs=(input_path,),
+            mounts=staged.mounts,
         )
+
+    def _input(self, ev: JobSubmitted, staged: Staged) -> tuple[Path, str]:
+        """The app's one input: a notebook fetched by URL, or an uploaded file."""
+        if staged.executable is not None:
+            return staged.executable.resolve(), staged.executable.name
+        if len(ev.inputs) != 1:
+            raise ValueError(f"app {ev.app} takes exactly one input file, got {len(ev.inputs)}")
+        input_path = resolve_under(self.settings.data_dir, ev.inputs[0].relpath)
+        if not input_path.is_file():
+            raise ValueError(f"input file {ev.inputs[0].file_id} is no longer available")
+        return input_path.resolve(), ev.inputs[0].name
 
     async def _finish(
         self,

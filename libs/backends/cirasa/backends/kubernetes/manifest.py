@@ -1,4 +1,10 @@
-"""The batch/v1 Job that runs one CIRASA job, as the JSON the API server takes."""
+"""The batch/v1 Job that runs one CIRASA job, as the JSON the API server takes.
+
+A job's staged volumes (``JobSpec.mounts``) are on the data volume: each is one more mount of it, its
+``subPath`` the source's path on the volume, at the mount's target. ``mounts.py`` says which targets
+are refused; here also the data volume's mount path, which holds the job directory, and any path in it
+(the mount point would be made on the shared volume).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from cirasa.backends.kubernetes.naming import (
 )
 from cirasa.backends.kubernetes.options import KubernetesOptions
 from cirasa.backends.local_runner import THREAD_ENV_VARS
+from cirasa.backends.mounts import SYSTEM_PATHS, Reserved, check_targets, reserved
 
 
 class PathMapper:
@@ -30,15 +37,18 @@ class PathMapper:
         self.service_root = service_root
         self.mount_path = mount_path
 
-    def path(self, path: str | Path) -> str:
+    def relative(self, path: str | Path) -> PurePosixPath:
+        """``path`` relative to the data volume's root."""
         p = PurePosixPath(str(path))
         try:
-            rel = p.relative_to(self.service_root)
+            return p.relative_to(self.service_root)
         except ValueError:
             raise ValueError(
                 f"{path} is not on the data volume ({self.service_root}), so a job pod cannot see it"
             ) from None
-        return str(self.mount_path / rel)
+
+    def path(self, path: str | Path) -> str:
+        return str(self.mount_path / self.relative(path))
 
     def arg(self, arg: str) -> str:
         """An argument naming a path on the volume (``/root/x`` or ``--flag=/root/x``), mapped."""
@@ -133,11 +143,35 @@ def _container(spec: JobSpec, opts: KubernetesOptions, platform: str, mapper: Pa
         "volumeMounts": [
             {"name": "data", "mountPath": str(mapper.mount_path)},
             {"name": "tmp", "mountPath": "/tmp"},
+            *_volume_mounts(spec, mapper),
         ],
         # the tail of the log becomes the termination message of a failed container: the status
         # text can then say why a finder failed without anyone fetching pod logs
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+
+
+def _volume_mounts(spec: JobSpec, mapper: PathMapper) -> list[dict[str, Any]]:
+    """One mount of the data volume per staged volume; ValueError for a target or source refused."""
+    keep = [
+        Reserved(mapper.mount_path, "the data volume's mount path"),
+        *reserved(SYSTEM_PATHS, "the system path"),
+        Reserved(PurePosixPath("/tmp"), "the pod's", inside_ok=True),
+    ]
+    mounts: list[dict[str, Any]] = []
+    for mount, target in check_targets(spec.mounts, keep):
+        sub_path = mapper.relative(mount.source)
+        if ".." in sub_path.parts or not sub_path.parts:
+            raise ValueError(f"mount source {mount.source} is not a file or directory on the data volume")
+        mounts.append(
+            {
+                "name": "data",
+                "mountPath": str(target),
+                "subPath": str(sub_path),
+                "readOnly": mount.read_only,
+            }
+        )
+    return mounts
 
 
 def _pod_spec(opts: KubernetesOptions, container: dict[str, Any]) -> dict[str, Any]:

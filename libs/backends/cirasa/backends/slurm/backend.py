@@ -88,6 +88,7 @@ class SlurmBackend:
 
         # slurmd needs the working directory (and the output files' directory) to exist
         Path(spec.job_dir).mkdir(parents=True, exist_ok=True)
+        self._builder.link_volumes(spec)  # no mount namespace: the volumes are linked in the job dir
         reply = self._client.request("POST", "/job/submit", self._builder.submission(spec))
         slurm_id = reply.body.get("job_id")
         if reply.status_code >= 300 or reply.errors or not isinstance(slurm_id, int):

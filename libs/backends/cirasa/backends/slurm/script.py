@@ -1,21 +1,50 @@
 """What slurmrestd is asked to run: the job description and the batch script, with the service's paths
 mapped to the cluster's. The batch script is the only place a shell sees anything: every word in it is
-``shlex.quote``-d."""
+``shlex.quote``-d.
+
+A Slurm job has no mount namespace, so its staged volumes (``JobSpec.mounts``) are linked into its
+directory instead: a symbolic link at ``<job dir>/<target without its leading />`` to the source's
+cluster path, and ``CIRASA_VOLUMES`` in the job's environment lists ``target=link`` pairs (the link's
+cluster path), separated by ``:``. Read-only sources are 0444 (``mounts.share_read_only``); targets are
+checked as everywhere (``mounts.py``), and may not hold ``:`` or ``=`` nor land on the job directory's
+own files.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cirasa.backends.base import JobSpec
-from cirasa.backends.local_runner import STDERR_LOG, STDOUT_LOG, THREAD_ENV_VARS
+from cirasa.backends.local_runner import CONTROL_DIR, STDERR_LOG, STDOUT_LOG, THREAD_ENV_VARS
+from cirasa.backends.mounts import SYSTEM_PATHS, check_targets, reserved, share_read_only
 from cirasa.backends.slurm.options import SlurmOptions
 
 JOB_NAME_PREFIX = "cirasa-"
+VOLUMES_ENV = "CIRASA_VOLUMES"
 _SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_JOB_DIR_OWN = (f"/{CONTROL_DIR}", "/volumes", f"/{STDOUT_LOG}", f"/{STDERR_LOG}")
+"""What a volume's link may not be, nor be in: the job directory's control folder, its staged writable
+volumes and its logs."""
+
+
+@dataclass(frozen=True)
+class VolumeLink:
+    """Where one volume is linked: ``path`` (as the service sees it; ``cluster_path`` as the cluster
+    does) is a symbolic link to ``points_to``, the cluster path of ``source``."""
+
+    target: str
+    path: Path
+    cluster_path: str
+    points_to: str
+    source: Path
+    read_only: bool
 
 
 def job_name(job_id: str) -> str:
@@ -52,6 +81,9 @@ class SubmissionBuilder:
             **dict.fromkeys(THREAD_ENV_VARS, str(res.cores)),
             **spec.env,
         }
+        links = self.volume_links(spec)
+        if links:
+            environment[VOLUMES_ENV] = ":".join(f"{link.target}={link.cluster_path}" for link in links)
         job: dict[str, Any] = {
             "name": job_name(spec.job_id),
             "nodes": [1, 1],  # [min, max]: the apps are single-node
@@ -130,3 +162,60 @@ class SubmissionBuilder:
         if sep and value.startswith("/"):
             return f"{key}={self.cluster_path(value)}"
         return word
+
+    # -- volumes -----------------------------------------------------------------------------------
+
+    def volume_links(self, spec: JobSpec) -> list[VolumeLink]:
+        """Where each of the job's volumes is linked; ValueError for a mount refused."""
+        keep = reserved(SYSTEM_PATHS, "the system path") + reserved(_JOB_DIR_OWN, "the job directory's")
+        job_dir = Path(spec.job_dir)
+        cluster_job_dir = self.cluster_path(str(job_dir)).rstrip("/")
+        links: list[VolumeLink] = []
+        for mount, target in check_targets(spec.mounts, keep, forbidden_chars=":="):
+            rel = str(target).lstrip("/")
+            link = VolumeLink(
+                target=str(target),
+                path=job_dir / rel,
+                cluster_path=f"{cluster_job_dir}/{rel}",
+                points_to=self.cluster_path(str(mount.source)),
+                source=Path(mount.source),
+                read_only=mount.read_only,
+            )
+            if ":" in link.cluster_path:
+                raise ValueError(f"the link of mount target {target}, {link.cluster_path}, contains ':'")
+            links.append(link)
+        return links
+
+    def link_volumes(self, spec: JobSpec) -> list[VolumeLink]:
+        """Make the job's volume links in its directory (which must exist); a link already there and
+        right is kept, so a submit can be repeated. ValueError for a mount refused."""
+        links = self.volume_links(spec)
+        for link in links:
+            if not os.path.lexists(link.source):
+                raise ValueError(f"mount source {link.source} does not exist")
+            if link.read_only:
+                try:
+                    share_read_only(link.source)
+                except PermissionError as exc:
+                    raise ValueError(f"mount source {link.source} cannot be made read-only: {exc}") from exc
+            _make_link(Path(spec.job_dir), link)
+        return links
+
+
+def _make_link(job_dir: Path, link: VolumeLink) -> None:
+    directory = job_dir
+    for part in link.path.parent.relative_to(job_dir).parts:
+        directory = directory / part
+        if directory.is_symlink():  # it would make the link somewhere else, maybe in a source
+            raise ValueError(f"mount target {link.target}: {directory} is a symbolic link")
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o755)
+        if not directory.is_dir():
+            raise ValueError(f"mount target {link.target}: {directory} is not a directory")
+    if link.path.is_symlink():
+        if os.readlink(link.path) == link.points_to:
+            return
+        link.path.unlink()
+    elif os.path.lexists(link.path):
+        raise ValueError(f"mount target {link.target}: {link.path} is already in the job directory")
+    os.symlink(link.points_to, link.path)

@@ -80,7 +80,10 @@ def render_session(doc: Session, request: dict[str, Any], base: str) -> dict[str
     )
     memory = max(1, math.ceil(doc.memory_gib))
     schedule = {
-        "preparing": {"start": iso(start), "duration": "PT0S"},
+        "preparing": {
+            "start": iso(start - timedelta(seconds=doc.staging_s)),
+            "duration": duration(doc.staging_s),
+        },
         "available": {
             "start": f"{iso(start)}/{duration(run.total_seconds())}",
             "duration": duration(run.total_seconds()),
@@ -121,10 +124,13 @@ def render_session(doc: Session, request: dict[str, Any], base: str) -> dict[str
             "phase": component_phase,
             "schedule": schedule,
         },
-        "storage": [],
-        "data": [],
+        "storage": _components(request.get("storage"), doc.id, "storage", _data_phase(doc, component_phase)),
+        "data": _components(request.get("data"), doc.id, "data", _data_phase(doc, component_phase)),
         "connectors": [],
     }
+    volumes = compute_req.get("volumes") if "volumes" in compute_req else request.get("volumes")
+    if volumes:
+        out["compute"]["volumes"] = _components(volumes, doc.id, "volume", None)
     if doc.cost_core_hours is not None:
         out["costs"] = [
             {
@@ -135,6 +141,23 @@ def render_session(doc: Session, request: dict[str, Any], base: str) -> dict[str
                 "max": doc.cost_core_hours,
             }
         ]
+    if doc.staging is not None:
+        text = doc.staging.describe()
+        out["meta"].setdefault("messages", []).append(
+            {
+                "kind": "urn:cirasa:eb:staging",
+                "level": "ERROR" if doc.staging.error else "INFO",
+                "message": text,
+                "template": text,
+                "values": {
+                    "done_bytes": str(doc.staging.done_bytes),
+                    "total_bytes": str(doc.staging.total_bytes or ""),
+                    "done_resources": str(doc.staging.done_resources),
+                    "total_resources": str(doc.staging.total_resources),
+                },
+                "time": iso(doc.staging.at or doc.modified),
+            }
+        )
     if doc.job_status:
         out["meta"].setdefault("messages", []).append(
             {
@@ -146,6 +169,34 @@ def render_session(doc: Session, request: dict[str, Any], base: str) -> dict[str
                 "time": iso(doc.modified),
             }
         )
+    return out
+
+
+def _data_phase(doc: Session, session_component_phase: str) -> str:
+    """A data or storage component's phase: PREPARING while staged, AVAILABLE once staged."""
+    if doc.staging is None:
+        return session_component_phase
+    if doc.staging.error:
+        return "FAILED"
+    if not doc.staging.done:
+        return "PREPARING"
+    return (
+        session_component_phase
+        if session_component_phase in ("COMPLETED", "FAILED", "CANCELLED")
+        else "AVAILABLE"
+    )
+
+
+def _components(raw: Any, session_id: str, what: str, phase: str | None) -> list[dict[str, Any]]:
+    """The request's own data, storage or volume items, each with an id (and a phase) of the session."""
+    items = [raw] if isinstance(raw, dict) else raw if isinstance(raw, list) else []
+    out = []
+    for index, item in enumerate(i for i in items if isinstance(i, dict)):
+        meta: dict[str, Any] = item["meta"] if isinstance(item.get("meta"), dict) else {}
+        component = {**item, "meta": {**meta, "uuid": f"{session_id}-{what}-{index}"}}
+        if phase is not None:
+            component["phase"] = phase
+        out.append(component)
     return out
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from cirasa.common.events import ResourceRequest, as_utc, utcnow
+from cirasa.common.events import DataSource, ResourceRequest, VolumeMount, as_utc, utcnow
 from cirasa.finders.registry import OptionError, get_app
 from cirasa.gateway.bodies import load_json, load_yaml
 from cirasa.gateway.broker import kinds
+from cirasa.gateway.broker.data import notebook_source, read_plan
 from cirasa.gateway.errors import BadRequest
 
 MAX_BODY = 1024 * 1024
@@ -42,6 +43,8 @@ class ParsedRequest:
     start_after: datetime | None = None
     start_before: datetime | None = None
     compute_name: str | None = None
+    staging: list[DataSource] = field(default_factory=list)
+    volumes: list[VolumeMount] = field(default_factory=list)
     no: list[str] = field(default_factory=list)  # reasons for a NO found while reading
     warnings: list[str] = field(default_factory=list)
 
@@ -148,20 +151,37 @@ def parse_request(body: Any, limits: tuple[int, float, int]) -> ParsedRequest:
         else:
             parsed.image = exe["location"]
     elif name == "jupyter-notebook":
-        notebook = get_app("notebook")
-        file_id = notebook_file_id(exe.get("location"))
-        if notebook is None:
-            parsed.no.append("no platform here runs Jupyter notebooks")
-        elif file_id is None:
-            parsed.no.append(
-                "jupyter-notebook location must name an uploaded notebook: its file id or the gateway's "
-                "/download/<file id> URL (notebooks are not fetched from elsewhere)"
-            )
-        else:
-            parsed.app, parsed.input_ids, parsed.resources = notebook.name, [file_id], notebook.resources
-    _read_compute(data.get("compute") or data.get("computer"), parsed, limits)
+        _read_notebook(exe, parsed)
+    compute = data.get("compute") or data.get("computer")
+    if isinstance(compute, list):  # the EB draft's resources.compute[]: the first
+        compute = compute[0] if compute else None
+    _read_compute(compute, parsed, limits)
+    plan = read_plan(data, compute if isinstance(compute, dict) else None)
+    parsed.staging += plan.staging
+    parsed.volumes, parsed.no = plan.volumes, parsed.no + plan.no
     _read_schedule(data.get("schedule"), parsed, limits[2])
     return parsed
+
+
+def _read_notebook(exe: dict[str, Any], parsed: ParsedRequest) -> None:
+    """An uploaded notebook (its file id or /download/<id> URL), or one fetched by http(s) URL."""
+    notebook = get_app("notebook")
+    location = exe.get("location")
+    file_id = notebook_file_id(location)
+    if notebook is None:
+        parsed.no.append("no platform here runs Jupyter notebooks")
+        return
+    if file_id is not None:
+        parsed.input_ids = [file_id]
+    elif isinstance(location, str) and location.split(":", 1)[0].lower() in ("http", "https"):
+        parsed.staging.append(notebook_source(location, exe.get("checksum")))
+    else:
+        parsed.no.append(
+            "jupyter-notebook location must be an http(s) URL or name an uploaded notebook "
+            f"(its file id or the gateway's /download/<file id> URL), got {location!r}"
+        )
+        return
+    parsed.app, parsed.resources = notebook.name, notebook.resources
 
 
 def notebook_file_id(location: Any) -> str | None:

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pymongo.errors import DuplicateKeyError
 
-from cirasa.common.events import TERMINAL_STATES, as_utc, utcnow
+from cirasa.backends.staging import StagingPolicy, StagingRefused
+from cirasa.common.events import TERMINAL_STATES, DataSource, as_utc, utcnow
 from cirasa.gateway import idempotency, openapi
 from cirasa.gateway.broker import kinds
 from cirasa.gateway.broker.render import error_body, render_offerset, render_session, strip_nulls
@@ -112,6 +113,9 @@ async def parse_proposal(gateway: Gateway, user: str, body: Any) -> tuple[Parsed
         max(p.max_duration_s for p in platforms),
     )
     parsed = parse_request(body, limits)
+    parsed.no += refused_sources(
+        parsed.staging, StagingPolicy.model_validate(gateway.settings.staging.policy)
+    )
     files = []
     for file_id in parsed.input_ids:
         file = await gateway.find_file(user, file_id)
@@ -119,9 +123,23 @@ async def parse_proposal(gateway: Gateway, user: str, body: Any) -> tuple[Parsed
             parsed.no.append(f"input file {file_id} not found")
         else:
             files.append(file)
-    if parsed.app and not parsed.no and len(files) != 1:
+    fetched = any(s.role == "executable" for s in parsed.staging)  # a notebook by URL
+    if parsed.app and not parsed.no and not fetched and len(files) != 1:
         parsed.no.append(f"app {parsed.app} takes exactly one input file id, got {len(parsed.input_ids)}")
     return parsed, files
+
+
+def refused_sources(sources: list[DataSource], policy: StagingPolicy) -> list[str]:
+    """Why the platform would refuse to fetch some of ``sources``: said in the NO, not at PREPARING."""
+    reasons = []
+    for source in sources:
+        for url in filter(None, (source.endpoint, source.location)):
+            try:
+                policy.check_url(url)
+            except StagingRefused as exc:
+                reasons.append(f"{source.role} {source.name!r}: {exc}")
+                break
+    return reasons
 
 
 def still_pending(request: Request, offerset: OfferSet) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -21,6 +21,7 @@ from cirasa.common.events import (
     CancelRequested,
     Event,
     InputFile,
+    JobStaging,
     JobStateChanged,
     JobSubmitted,
     OfferDecision,
@@ -34,7 +35,7 @@ from cirasa.common.outbox import Entry, queue_claimed
 from cirasa.common.store import Database
 from cirasa.common.store.documents import Documents
 from cirasa.gateway.broker.request import ParsedRequest
-from cirasa.gateway.documents import OFFERSETS, SESSIONS, OfferSet, Session, StoredFile
+from cirasa.gateway.documents import OFFERSETS, SESSIONS, OfferSet, Session, StagingProgress, StoredFile
 
 INDEXES = {SESSIONS: [IndexModel([("offerset_id", ASCENDING)]), IndexModel([("job_id", ASCENDING)])]}
 
@@ -52,10 +53,13 @@ def session_phase(doc: Session, now: datetime | None = None) -> str:
     """The ExecutionBroker phase of a session, from its offer's phase and then its job's state."""
     if doc.offer_state != "ACCEPTED":
         return doc.offer_state
+    if doc.job_state in (None, "PENDING") and doc.staging is not None:
+        return "FAILED" if doc.staging.error else "PREPARING"  # its data is being staged
     if doc.job_state is None:
         return "ACCEPTED"
     if doc.job_state == "PENDING":
-        return "WAITING" if as_utc(doc.start) > (now or utcnow()) else "PREPARING"
+        preparing_from = as_utc(doc.start) - timedelta(seconds=doc.staging_s)
+        return "WAITING" if preparing_from > (now or utcnow()) else "PREPARING"
     return _JOB_PHASE.get(doc.job_state, "FAILED")
 
 
@@ -109,6 +113,8 @@ class BrokerState:
             executable_kind=parsed.executable_kind,
             image=parsed.image,
             command=parsed.command,
+            staging=parsed.staging,
+            volumes=parsed.volumes,
             inputs=[
                 InputFile(file_id=f.id, relpath=f.relpath, size_bytes=f.size_bytes, name=f.filename_orig)
                 for f in files
@@ -186,6 +192,7 @@ class BrokerState:
                     "expires_at": ev.expires_at,
                     "cost_core_hours": ev.cost_core_hours,
                     "description": ev.description,
+                    "staging_s": ev.staging_s,
                     "offer_state": "ACCEPTED" if direct else "OFFERED",
                     "job_id": ev.correlation_id if direct else None,
                     "job_state": None,
@@ -225,6 +232,14 @@ class BrokerState:
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         await self.sessions.update(
             {"_id": ev.offer_id}, {"$set": {"job_id": ev.job_id, "modified": utcnow()}}
+        )
+
+    async def on_job_staging(self, ev: JobStaging) -> None:
+        """PREPARING, with progress; a late progress event never overwrites the final one."""
+        progress = StagingProgress.model_validate({**ev.model_dump(), "at": ev.occurred_at})
+        query: dict[str, Any] = {"job_id": ev.job_id, "staging.done": {"$ne": True}}
+        await self.sessions.raw.update_many(
+            query, {"$set": {"staging": progress.model_dump(mode="python"), "modified": utcnow()}}
         )
 
     async def on_job_state_changed(self, ev: JobStateChanged) -> None:
