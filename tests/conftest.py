@@ -24,7 +24,7 @@ from cirasa.common.service import Service
 from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
 from cirasa.common.store import Database, open_client
 from cirasa.common.store.memory import reset_memory_store
-from tests.file_server import file_server  # noqa: F401 (a fixture: a real HTTP server of test files)
+from tests.file_server import origin  # noqa: F401 (a fixture: a real HTTP server of test files)
 
 if TYPE_CHECKING:
     from tests.live import LiveGateway

@@ -17,7 +17,7 @@ from cirasa.common.settings import PlatformConfig, Settings
 from cirasa.gateway.broker import kinds
 from tests.api.test_broker import YAML, follow, notebook, update
 from tests.conftest import API, Stack, start_stack, stop_stack, wait_for
-from tests.file_server import FileServer
+from tests.file_server import Origin
 
 EB = "https://www.purl.org/ivoa.net/EB/schema/v1.0/types"
 READER = (
@@ -46,13 +46,13 @@ async def stack(settings: Settings) -> AsyncIterator[Stack]:
     await stop_stack(stack)
 
 
-def reference_request(server: FileServer, data_url: str) -> dict[str, Any]:
+def reference_request(server: Origin, data_url: str) -> dict[str, Any]:
     """The full reference shape: executable by URL, compute with volumes, storage, data, schedule."""
     return {
         "executable": {
             "kind": f"{EB}/executable/jupyter-notebook-1.0",
             "meta": {"name": "analysis"},
-            "location": f"{server.url}/analysis.ipynb",
+            "location": server.url("/analysis.ipynb"),
         },
         "compute": {
             "kind": f"{EB}/compute/simple-compute-resource-1.0",
@@ -123,11 +123,11 @@ async def phases_until_done(stack: Stack, session: str, timeout_s: float = 120) 
 
 
 async def test_a_notebook_by_url_reads_its_staged_data_and_writes_its_results(
-    stack: Stack, file_server: FileServer, fits_image: Path
+    stack: Stack, origin: Origin, fits_image: Path
 ) -> None:
-    file_server.add("/analysis.ipynb", notebook(READER))
-    data_url = file_server.add("/sky.fits", fits_image.read_bytes(), delay_s=1.5)  # PREPARING shows
-    body = yaml.safe_dump(reference_request(file_server, data_url))
+    origin.serve("/analysis.ipynb", notebook(READER))
+    data_url = origin.serve("/sky.fits", fits_image.read_bytes(), delay_s=1.5)  # PREPARING shows
+    body = yaml.safe_dump(reference_request(origin, data_url))
     r = await stack.client.post("/offersets", content=body, headers=YAML)
     assert r.status_code == 303, r.text
     offerset = yaml.safe_load(r.text)
@@ -149,15 +149,18 @@ async def test_a_notebook_by_url_reads_its_staged_data_and_writes_its_results(
     assert result["shape"] == [256, 256] and not result["data_writable"]
     assert (job_dir / "volumes" / "out" / "note.txt").read_text() == "from the notebook"
     assert (job_dir / "executed-analysis.ipynb").is_file()
-    assert file_server.gets["/sky.fits"] == 1 and file_server.gets["/analysis.ipynb"] == 1
-    products = await stack.client.get(f"{API}/job/{session}/status")
-    assert products.json()["state"] == "SUCCESS"
+    assert origin.gets["/sky.fits"] == 1 and origin.gets["/analysis.ipynb"] == 1
+    status = await stack.client.get(f"{API}/job/{session}/status")
+    assert status.json()["state"] == "SUCCESS"
+    # the session's results: its connectors lead to the job's results and archive
+    results, archive = (c["location"].removeprefix("http://gateway") for c in final["connectors"])
+    listed = await stack.client.get(results)
+    assert listed.status_code == 200 and "result.json" in listed.text
+    assert (await stack.client.get(archive)).status_code == 200
 
 
-async def test_jobs_sharing_a_dataset_fetch_it_once(
-    stack: Stack, file_server: FileServer, fits_image: Path
-) -> None:
-    data_url = file_server.add("/shared.fits", fits_image.read_bytes(), delay_s=0.5)
+async def test_jobs_sharing_a_dataset_fetch_it_once(stack: Stack, origin: Origin, fits_image: Path) -> None:
+    data_url = origin.serve("/shared.fits", fits_image.read_bytes(), delay_s=0.5)
     file_id = await stack.upload(fits_image)
 
     def labels(name: str) -> float:
@@ -179,7 +182,7 @@ async def test_jobs_sharing_a_dataset_fetch_it_once(
     sessions = [await session_of(stack, r) for r in started]  # two run now, two when cores free
     for session in sessions:
         assert (await follow(stack, session, {"COMPLETED", "FAILED"}))["phase"] == "COMPLETED"
-    assert file_server.gets["/shared.fits"] == 1
+    assert origin.gets["/shared.fits"] == 1
     new_hits = labels("cirasa_staging_cache_hits_total") - hits
     new_misses = labels("cirasa_staging_cache_misses_total") - misses
     print(f"4 jobs sharing one dataset: {new_misses:g} download, {new_hits:g} cache hits")
@@ -192,7 +195,7 @@ async def test_jobs_sharing_a_dataset_fetch_it_once(
 
 
 async def test_data_that_cannot_be_fetched_fails_the_session_with_the_reason(
-    stack: Stack, file_server: FileServer, fits_image: Path
+    stack: Stack, origin: Origin, fits_image: Path
 ) -> None:
     file_id = await stack.upload(fits_image)
     request = {
@@ -202,7 +205,7 @@ async def test_data_that_cannot_be_fetched_fails_the_session_with_the_reason(
             "options": {"seconds": 0.1},
             "inputs": [file_id],
         },
-        "data": [{"kind": f"{EB}/data/simple-data-resource-1.0", "location": f"{file_server.url}/gone.fits"}],
+        "data": [{"kind": f"{EB}/data/simple-data-resource-1.0", "location": origin.url("/gone.fits")}],
     }
     session = (await stack.client.post("/sessions", json=request)).json()["meta"]["uuid"]
     failed = await follow(stack, session, {"COMPLETED", "FAILED"})
@@ -248,11 +251,11 @@ async def test_what_the_platform_cannot_honour_gets_a_no_that_says_what(stack: S
 
 
 async def test_a_cached_dataset_is_offered_earlier_than_one_to_fetch(
-    stack: Stack, file_server: FileServer, fits_image: Path
+    stack: Stack, origin: Origin, fits_image: Path
 ) -> None:
     """The planner learns what the platform holds from the staging it saw: a second request for the
     same data is offered with nothing to fetch."""
-    data_url = file_server.add("/known.fits", fits_image.read_bytes())
+    data_url = origin.serve("/known.fits", fits_image.read_bytes())
     file_id = await stack.upload(fits_image)
     request = {
         "executable": {

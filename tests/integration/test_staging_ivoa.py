@@ -4,7 +4,6 @@ by ivo:// identifier through the platform's DataLink services, and the errors a 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
@@ -13,7 +12,7 @@ import pytest
 
 from cirasa.backends.staging import ContentCache, FetchFailed, StagingError, StagingPolicy, StagingRefused
 from cirasa.common.events import DataSource
-from tests.unit.test_staging_cache import Origin
+from tests.file_server import Origin
 
 FITS = b"SIMPLE  =                    T / a FITS-like file".ljust(2880, b" ")
 IVOID = "ivo://example.org/survey?obs-1"
@@ -55,12 +54,6 @@ def datalink(rows: list[tuple[str, str, str, str]]) -> bytes:
 
 
 VOTABLE = "application/x-votable+xml;content=datalink"
-
-
-@pytest.fixture
-def origin() -> Iterator[Origin]:
-    with Origin() as server:
-        yield server
 
 
 @pytest.fixture

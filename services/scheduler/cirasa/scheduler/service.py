@@ -135,6 +135,10 @@ class Scheduler(Service):
             except StagingFailed as exc:
                 await self._finish(ev, doc, error=f"Job could not be started: staging failed: {exc}")
                 return
+            fresh = await self.dispatches.get(ev.job_id)
+            if fresh is not None and fresh.cancel_requested:  # cancelled while its data was fetched
+                await self._give_up(ev, doc, "Job canceled by user before it started", canceled=True)
+                return
         try:
             spec = self._spec(ev, job_dir, staged)
             backend = self.backend(ev.platform)

@@ -7,7 +7,7 @@ linked into the job's directory.
     link_into(item, dest_path, writable=False)
 """
 
-from cirasa.backends.staging.cache import CachedResource, ContentCache, link_into, source_key
+from cirasa.backends.staging.cache import CachedResource, ContentCache, link_into
 from cirasa.backends.staging.errors import (
     ChecksumMismatch,
     FetchFailed,
@@ -32,5 +32,4 @@ __all__ = [
     "TooLarge",
     "fetch",
     "link_into",
-    "source_key",
 ]

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
-import json
 import os
 import shutil
 import string
@@ -26,13 +24,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirasa.common import metrics
 from cirasa.backends.staging.checksums import parse_checksum, verify
 from cirasa.backends.staging.errors import StagingError
 from cirasa.backends.staging.fetchers import fetch, label_of
 from cirasa.backends.staging.locks import KeyLocks, file_lock
 from cirasa.backends.staging.policy import StagingPolicy
 from cirasa.backends.staging.sink import Progress
+from cirasa.common import metrics
 from cirasa.common.events import DataSource
 
 STALE_TMP_S = 6 * 3600  # a transfer file untouched this long was left by a process that died
@@ -48,14 +46,7 @@ class CachedResource:
     hit: bool  # True when no byte was fetched for this call
     seconds: float  # the call's duration, waits included
     host: str  # where the bytes came from; "cache" on a hit
-    key: str  # the source's cache key (source_key)
-
-
-def source_key(source: DataSource) -> str:
-    """The cache key of a source: sha256 of the canonical JSON of its scheme, location, endpoint and
-    checksum (the same as ``DataSource.key()``, which the planner uses to know what a cache holds)."""
-    ident = [source.scheme, source.location, source.endpoint, source.checksum]
-    return hashlib.sha256(json.dumps(ident, separators=(",", ":")).encode()).hexdigest()
+    key: str  # the source's cache key (DataSource.key())
 
 
 def _is_digest(text: str) -> bool:
@@ -124,7 +115,7 @@ class ContentCache:
         self, source: DataSource, policy: StagingPolicy, progress: Progress | None, started: float
     ) -> CachedResource:
         expected = parse_checksum(source.checksum, label_of(source))
-        key = source_key(source)
+        key = source.key()
         async with self._locks.hold(key):
             found = await asyncio.to_thread(self._lookup, key, expected, False)
             if found is None:

@@ -14,6 +14,9 @@ JUPYTER = f"{EB}/executable/jupyter-notebook-1.0"
 # our own executable kind: one of the platform's apps, its options and input file ids
 CIRASA_APP = "urn:cirasa:eb:executable:cirasa-app-1.0"
 
+RESULTS_CONNECTOR = "urn:cirasa:eb:connector:uws-results"  # the job's results, as UWS lists them
+ARCHIVE_CONNECTOR = "urn:cirasa:eb:connector:job-archive"  # the job's whole directory, as a tar.gz
+
 ENUM_UPDATE = "uri:enum-value-update"
 ENUM_OPTION = "uri:enum-value-option"
 ERROR = "urn:cirasa:eb:error"

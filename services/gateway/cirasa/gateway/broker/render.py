@@ -9,7 +9,9 @@ from typing import Any
 from cirasa.common.events import as_utc, utcnow
 from cirasa.gateway.broker import kinds
 from cirasa.gateway.broker.state import session_phase
+from cirasa.gateway.caesar import PREFIX as CAESAR_PREFIX
 from cirasa.gateway.documents import OfferSet, Session
+from cirasa.gateway.uws import PREFIX as UWS_PREFIX
 
 PHASE_OPTIONS = {
     "OFFERED": ["ACCEPTED", "REJECTED", "CANCELLED"],
@@ -126,7 +128,7 @@ def render_session(doc: Session, request: dict[str, Any], base: str) -> dict[str
         },
         "storage": _components(request.get("storage"), doc.id, "storage", _data_phase(doc, component_phase)),
         "data": _components(request.get("data"), doc.id, "data", _data_phase(doc, component_phase)),
-        "connectors": [],
+        "connectors": _connectors(doc, phase, base),
     }
     volumes = compute_req.get("volumes") if "volumes" in compute_req else request.get("volumes")
     if volumes:
@@ -170,6 +172,27 @@ def render_session(doc: Session, request: dict[str, Any], base: str) -> dict[str
             }
         )
     return out
+
+
+def _connectors(doc: Session, phase: str, base: str) -> list[dict[str, Any]]:
+    """Where a session's results are: its job's UWS results and its whole directory as an archive."""
+    if doc.job_id is None or phase not in ("RUNNING", "COMPLETED", "FAILED"):
+        return []
+    status = "AVAILABLE" if phase == "RUNNING" else "FINISHED"
+    return [
+        {
+            "kind": kinds.RESULTS_CONNECTOR,
+            "status": status,
+            "protocol": "HTTP",
+            "location": f"{base}{UWS_PREFIX}/jobs/{doc.job_id}/results",
+        },
+        {
+            "kind": kinds.ARCHIVE_CONNECTOR,
+            "status": status,
+            "protocol": "HTTP",
+            "location": f"{base}{CAESAR_PREFIX}/job/{doc.job_id}/output",
+        },
+    ]
 
 
 def _data_phase(doc: Session, session_component_phase: str) -> str:
