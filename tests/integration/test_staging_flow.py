@@ -283,3 +283,28 @@ async def test_a_cached_dataset_is_offered_earlier_than_one_to_fetch(
     second = (await stack.client.post("/offersets", json=request)).json()["offers"][0]
     assert "1 of 1 resources cached here" in second["meta"]["name"]
     assert second["schedule"]["preparing"]["duration"] == "PT0S"
+
+
+def without_meta(value: Any) -> Any:
+    """The request as older clients write it: ``name`` beside each item instead of ``meta.name``."""
+    if isinstance(value, list):
+        return [without_meta(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: without_meta(v) for k, v in value.items() if k != "meta"}
+    if isinstance(value.get("meta"), dict) and "name" in value["meta"]:
+        out["name"] = value["meta"]["name"]
+    return out
+
+
+async def test_the_reference_shape_in_json_without_meta_runs_too(
+    stack: Stack, origin: Origin, fits_image: Path
+) -> None:
+    origin.serve("/analysis.ipynb", notebook(READER))
+    data_url = origin.serve("/sky.fits", fits_image.read_bytes())
+    request = without_meta(reference_request(origin, data_url))
+    assert "meta" not in json.dumps(request)
+    session = (await stack.client.post("/sessions", json=request)).json()["meta"]["uuid"]
+    assert (await follow(stack, session, {"COMPLETED", "FAILED"}, timeout_s=120))["phase"] == "COMPLETED"
+    result = json.loads((await job_dir_of(stack, session) / "result.json").read_text())
+    assert result["shape"] == [256, 256] and not result["data_writable"]
