@@ -25,6 +25,7 @@ from cirasa.common.settings import MonitorSettings, PlatformConfig, Settings
 from cirasa.common.store import Database, open_client
 from cirasa.common.store.memory import reset_memory_store
 from tests.file_server import origin  # noqa: F401 (a fixture: a real HTTP server of test files)
+from tests.s3_server import bucket, s3_url  # noqa: F401 (fixtures: a real S3 server and a bucket)
 
 if TYPE_CHECKING:
     from tests.live import LiveGateway

@@ -18,6 +18,8 @@ from cirasa.gateway.broker import kinds
 from tests.api.test_broker import YAML, follow, notebook, update
 from tests.conftest import API, Stack, start_stack, stop_stack, wait_for
 from tests.file_server import Origin
+from tests.integration.test_staging_ivoa import FITS, IVOID, serve_links
+from tests.s3_server import ACCESS, SECRET
 
 EB = "https://www.purl.org/ivoa.net/EB/schema/v1.0/types"
 READER = (
@@ -308,3 +310,57 @@ async def test_the_reference_shape_in_json_without_meta_runs_too(
     assert (await follow(stack, session, {"COMPLETED", "FAILED"}, timeout_s=120))["phase"] == "COMPLETED"
     result = json.loads((await job_dir_of(stack, session) / "result.json").read_text())
     assert result["shape"] == [256, 256] and not result["data_writable"]
+
+
+async def test_s3_and_ivoa_data_held_by_one_storage_are_one_directory_in_the_job(
+    settings: Settings, origin: Origin, bucket: Any, s3_url: str, fits_image: Path
+) -> None:
+    """An S3 object and an IVOA dataset (by ivo:// identifier, through the platform's DataLink
+    service) linked to one storage resource, mounted read-only as a directory of both."""
+    settings.staging.policy = {
+        "allowed_hosts": ["127.0.0.1"],
+        "s3_access_key": ACCESS,
+        "s3_secret_key": SECRET,
+        "datalink_services": {"ivo://example.org/survey": origin.url("/links")},
+    }
+    stack = await start_stack(settings, memory=True)
+    try:
+        bucket.put_object(Key="maps/field_B.fits", Body=fits_image.read_bytes())
+        serve_links(origin, "/links")
+        lister = "import os, json\njson.dump(sorted(os.listdir('/survey')), open('listing.json', 'w'))\n"
+        origin.serve("/list.ipynb", notebook(lister))
+        request = {
+            "executable": {
+                "kind": f"{EB}/executable/jupyter-notebook-1.0",
+                "location": origin.url("/list.ipynb"),
+            },
+            "storage": [{"kind": f"{EB}/storage/simple-storage-resource-1.0", "meta": {"name": "survey"}}],
+            "data": [
+                {
+                    "kind": f"{EB}/data/S3-data-resource-1.0",
+                    "meta": {"name": "field_B.fits"},
+                    "endpoint": s3_url,
+                    "template": "",
+                    "bucket": bucket.name,
+                    "object": "maps/field_B.fits",
+                    "storage": "survey",
+                },
+                {
+                    "kind": f"{EB}/data/ivoa-data-resource-1.0",
+                    "meta": {"name": "obs-1.fits"},
+                    "ivoa": {"ivoid": IVOID},
+                    "storage": "survey",
+                },
+            ],
+            "compute": {"volumes": [{"meta": {"name": "survey"}, "path": "/survey", "resource": "survey"}]},
+        }
+        session = (await stack.client.post("/sessions", json=request)).json()["meta"]["uuid"]
+        done = await follow(stack, session, {"COMPLETED", "FAILED"}, timeout_s=120)
+        assert done["phase"] == "COMPLETED", done["meta"].get("messages")
+        job_dir = await job_dir_of(stack, session)
+        assert json.loads((job_dir / "listing.json").read_text()) == ["field_B.fits", "obs-1.fits"]
+        staged = job_dir / ".cirasa" / "volumes" / "survey"
+        assert (staged / "field_B.fits").read_bytes() == fits_image.read_bytes()
+        assert (staged / "obs-1.fits").read_bytes() == FITS
+    finally:
+        await stop_stack(stack)

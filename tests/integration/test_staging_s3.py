@@ -5,52 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from cirasa.backends.staging import ContentCache, FetchFailed, StagingPolicy, StagingRefused
 from cirasa.common.events import DataSource
-
-ACCESS, SECRET = "testing-key", "testing-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bucket(s3_url: str) -> Any:
-    s3 = boto3.resource(
-        "s3",
-        endpoint_url=s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS,
-        aws_secret_access_key=SECRET,
-    )
-    made = s3.create_bucket(Bucket=f"survey-{uuid.uuid4().hex[:8]}")
-    yield made
-    made.objects.all().delete()
-    made.delete()
+from tests.s3_server import ACCESS, SECRET
 
 
 @pytest.fixture
