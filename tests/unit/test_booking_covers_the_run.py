@@ -13,9 +13,11 @@ from cirasa.cli.runtime import build_service
 from cirasa.common.bus import MemoryBroker
 from cirasa.common.events import (
     DataSource,
+    JobStaging,
     JobSubmitted,
     OfferDecision,
     ResourceRequest,
+    StagedSource,
     TaskProposed,
     utcnow,
 )
@@ -208,3 +210,21 @@ async def test_an_auto_accepted_job_with_data_books_its_staging(settings: Settin
     job = await the_booking(planner)
     assert (job.start, job.end) == (clock.now, clock.now + STAGING + DURATION + DISPATCH_SLACK)
     assert submitted(broker).start == clock.now + STAGING and submitted(broker).booked_until == job.end
+
+
+async def test_the_bandwidth_from_an_origin_is_learnt_from_what_was_staged(
+    settings: Settings, clock: Clock
+) -> None:
+    planner, _ = await a_planner(settings)
+    source = with_data("x").staging[0]
+    assumed = await planner.staging.estimate(with_data("x"), "p")
+    assert assumed.seconds == pytest.approx(1 + 50e6 / 10e6)  # set-up and the assumed 10 MB/s
+    measured = StagedSource(
+        name="other", source="h.example", key="k", size_bytes=20_000_000, seconds=1.0, cached=False
+    )
+    await planner.on_job_staging(
+        JobStaging(correlation_id="y", job_id="y", platform="p", done=True, sources=[measured])
+    )
+    learnt = await planner.staging.estimate(with_data("x"), "p")
+    assert learnt.seconds == pytest.approx(1 + 50e6 / 20e6)  # the origin measured at 20 MB/s
+    assert source.origin() == "h.example" and learnt.fetched == 1 and learnt.cached == 0
