@@ -92,6 +92,24 @@ def reference_request(server: Origin, data_url: str) -> dict[str, Any]:
     }
 
 
+def sleep_with(file_id: str, *data: dict[str, Any]) -> dict[str, Any]:
+    """A short ``sleep`` job on an uploaded file, with ``data`` resources."""
+    return {
+        "executable": {
+            "kind": kinds.CIRASA_APP,
+            "app": "sleep",
+            "options": {"seconds": 0.1},
+            "inputs": [file_id],
+        },
+        "data": list(data),
+    }
+
+
+def http_data(url: str, name: str | None = None, **extra: Any) -> dict[str, Any]:
+    meta = {"meta": {"name": name}} if name else {}
+    return {"kind": f"{EB}/data/simple-data-resource-1.0", **meta, "location": url, **extra}
+
+
 async def job_dir_of(stack: Stack, session: str) -> Path:
     """A session's job directory (direct execution runs the job under the proposal's id)."""
     doc = await stack.services["gateway"].broker.sessions.get(session)  # type: ignore[attr-defined]
@@ -169,17 +187,7 @@ async def test_jobs_sharing_a_dataset_fetch_it_once(stack: Stack, origin: Origin
         return REGISTRY.get_sample_value(name, {"platform": "local"}) or 0.0
 
     hits, misses = labels("cirasa_staging_cache_hits_total"), labels("cirasa_staging_cache_misses_total")
-    request = {
-        "executable": {
-            "kind": kinds.CIRASA_APP,
-            "app": "sleep",
-            "options": {"seconds": 0.1},
-            "inputs": [file_id],
-        },
-        "data": [
-            {"kind": f"{EB}/data/simple-data-resource-1.0", "meta": {"name": "shared"}, "location": data_url}
-        ],
-    }
+    request = sleep_with(file_id, http_data(data_url, "shared"))
     started = await asyncio.gather(*(stack.client.post("/sessions", json=request) for _ in range(4)))
     sessions = [await session_of(stack, r) for r in started]  # two run now, two when cores free
     for session in sessions:
@@ -200,15 +208,7 @@ async def test_data_that_cannot_be_fetched_fails_the_session_with_the_reason(
     stack: Stack, origin: Origin, fits_image: Path
 ) -> None:
     file_id = await stack.upload(fits_image)
-    request = {
-        "executable": {
-            "kind": kinds.CIRASA_APP,
-            "app": "sleep",
-            "options": {"seconds": 0.1},
-            "inputs": [file_id],
-        },
-        "data": [{"kind": f"{EB}/data/simple-data-resource-1.0", "location": origin.url("/gone.fits")}],
-    }
+    request = sleep_with(file_id, http_data(origin.url("/gone.fits")))
     session = (await stack.client.post("/sessions", json=request)).json()["meta"]["uuid"]
     failed = await follow(stack, session, {"COMPLETED", "FAILED"})
     assert failed["phase"] == "FAILED"
@@ -259,22 +259,7 @@ async def test_a_cached_dataset_is_offered_earlier_than_one_to_fetch(
     same data is offered with nothing to fetch."""
     data_url = origin.serve("/known.fits", fits_image.read_bytes())
     file_id = await stack.upload(fits_image)
-    request = {
-        "executable": {
-            "kind": kinds.CIRASA_APP,
-            "app": "sleep",
-            "options": {"seconds": 0.1},
-            "inputs": [file_id],
-        },
-        "data": [
-            {
-                "kind": f"{EB}/data/simple-data-resource-1.0",
-                "meta": {"name": "known"},
-                "location": data_url,
-                "size": 500_000_000,
-            }
-        ],
-    }
+    request = sleep_with(file_id, http_data(data_url, "known", size=500_000_000))
     first = (await stack.client.post("/offersets", json=request)).json()["offers"][0]
     assert "500.0 MB to fetch" in first["meta"]["name"]
     preparing = first["schedule"]["preparing"]["duration"]

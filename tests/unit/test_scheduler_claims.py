@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,46 +44,22 @@ class SlowBackend:
         return {}
 
 
-async def test_racing_deliveries_submit_once(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    backend = SlowBackend()
-    monkeypatch.setitem(factory.FACTORIES, "local", lambda platform, s: backend)
-    (settings.data_dir / "anonymous").mkdir(parents=True)
-    (settings.data_dir / "anonymous" / "x.fits").write_bytes(b"SIMPLE")
-    broker = MemoryBroker()
-    scheduler = build_service("scheduler", settings, broker)
-    assert isinstance(scheduler, Scheduler)
-    ev = JobSubmitted(
-        correlation_id="j1",
-        job_id="j1",
-        offer_id="o1",
+def submitted(job_id: str, *staging: DataSource) -> JobSubmitted:
+    return JobSubmitted(
+        correlation_id=job_id,
+        job_id=job_id,
+        offer_id=f"o-{job_id}",
         platform="local",
         backend="local",
         resources=Resources(cores=1, memory_gib=1, duration_s=60),
         app="sleep",
         inputs=[InputFile(file_id="f", relpath="anonymous/x.fits")],
+        staging=list(staging),
     )
-    await asyncio.gather(
-        scheduler.on_job_submitted(ev), scheduler.on_job_submitted(ev), scheduler.dispatch_due()
-    )
-    await scheduler.dispatch_due()
-    assert backend.submits == 1
-    assert [e.job_id for e in broker.published if isinstance(e, JobDispatched)] == ["j1"]
 
 
 def with_data(url: str) -> JobSubmitted:
-    return JobSubmitted(
-        correlation_id="j2",
-        job_id="j2",
-        offer_id="o2",
-        platform="local",
-        backend="local",
-        resources=Resources(cores=1, memory_gib=1, duration_s=60),
-        app="sleep",
-        inputs=[InputFile(file_id="f", relpath="anonymous/x.fits")],
-        staging=[DataSource(name="sky", scheme="http", location=url)],
-    )
+    return submitted("j2", DataSource(name="sky", scheme="http", location=url))
 
 
 async def a_scheduler(
@@ -97,6 +72,18 @@ async def a_scheduler(
     scheduler = build_service("scheduler", settings, broker)
     assert isinstance(scheduler, Scheduler)
     return scheduler, broker
+
+
+async def test_racing_deliveries_submit_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = SlowBackend()
+    scheduler, broker = await a_scheduler(settings, monkeypatch, backend)
+    ev = submitted("j1")
+    await asyncio.gather(
+        scheduler.on_job_submitted(ev), scheduler.on_job_submitted(ev), scheduler.dispatch_due()
+    )
+    await scheduler.dispatch_due()
+    assert backend.submits == 1
+    assert [e.job_id for e in broker.published if isinstance(e, JobDispatched)] == ["j1"]
 
 
 async def test_a_staging_longer_than_the_claim_keeps_its_claim(
