@@ -204,6 +204,7 @@ APP_MODULES: tuple[str, ...] = (
     "mrcnn",
     "sleep",
     "notebook",
+    "consensus",
 )
 
 
