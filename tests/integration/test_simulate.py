@@ -219,3 +219,37 @@ def test_sep_on_the_campaign_map(tmp_path: Path) -> None:
     assert result.reliability is not None and result.reliability >= 0.95
     assert result.median_offset_arcsec is not None and result.median_offset_arcsec < 0.5
     assert result.median_peak_ratio == pytest.approx(0.969, abs=0.03)  # brightest pixel of a 3.75 px beam
+
+
+def test_cli_simulate_realistic(tmp_path: Path) -> None:
+    out, truth = tmp_path / "sky.fits", tmp_path / "sky.truth.csv"
+    args = ["simulate", str(out), "--realistic", "--size", "400", "--truth", str(truth), "--seed", "3"]
+    extra = ["--min-snr", "4", "--counts-slope", "2", "--diffuse-ujy", "50", "--extended-fraction", "0.2"]
+    result = CliRunner().invoke(app, [*args, *extra])
+    assert result.exit_code == 0, result.output
+    with truth.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0])[: len(TRUTH_COLUMNS)] == TRUTH_COLUMNS and tuple(rows[0])[-2:] == (
+        "snr",
+        "extent_beams",
+    )
+    assert len(rows) == round(2500 * (400 * 4 / 3600) ** 2)  # the default density
+    assert sum(r["type"] == "extended" for r in rows) == round(0.2 * len(rows))
+    assert min(float(r["snr"]) for r in rows) >= 4.0 - 1e-9
+    assert all(2.0 <= float(r["extent_beams"]) <= 4.0 for r in rows if r["type"] == "extended")
+    assert fits.getdata(out).shape == (400, 400)
+    assert "diffuse 5e-05 Jy/beam" in str(fits.getheader(out)["HISTORY"])
+    # bad combinations: a clear message and exit code 2
+    only = CliRunner().invoke(app, ["simulate", str(out), "--size", "128", "--min-snr", "4"])
+    assert only.exit_code == 2 and "--min-snr" in _flat(only.output) and "--realistic" in _flat(only.output)
+    both = CliRunner().invoke(app, ["simulate", str(out), "--realistic", "--sources", "5"])
+    assert both.exit_code == 2 and "either --sources or --realistic" in _flat(both.output)
+    silent = CliRunner().invoke(app, ["simulate", str(out), "--realistic", "--noise-ujy", "0"])
+    assert silent.exit_code == 2 and "--noise-ujy > 0" in _flat(silent.output)
+    too_faint = CliRunner().invoke(app, ["simulate", str(out), "--realistic", "--max-flux-jy", "1e-5"])
+    assert too_faint.exit_code == 2 and "max_flux_jy" in _flat(too_faint.output)
+
+
+def _flat(text: str) -> str:
+    """Console output with its line wrapping undone."""
+    return " ".join(text.split())

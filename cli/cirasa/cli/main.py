@@ -160,6 +160,24 @@ app.command()(job_commands.files)
 app.command()(app_commands.apps)
 
 
+def _simulate_realistic(
+    out: Path, seed: int, truth: Path | None, started: float, common: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    """`cirasa simulate --realistic`: issue 15's map unless the options say otherwise."""
+    from cirasa.finders.sky_model import RealisticSky, simulate_realistic_sky
+
+    if common["noise_jy"] <= 0:
+        raise ValueError("--realistic needs --noise-ujy > 0: its faintest sources are set in noise rms")
+    sky = RealisticSky(**{k: v for k, v in common.items() if v is not None}, **extra)
+    sources = simulate_realistic_sky(out, sky, seed=seed, truth_path=truth)
+    n_extended = sum(s.type == "extended" for s in sources)
+    n_5sigma = sum(s.snr >= 5.0 for s in sources)
+    console.print(
+        f"wrote {out} with {len(sources)} sources ({n_extended} extended, {n_5sigma} with a peak >= 5 sigma) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
 @app.command()
 def simulate(
     out: Path,
@@ -187,18 +205,68 @@ def simulate(
     white_noise: Annotated[
         bool, typer.Option("--white-noise", help="independent pixels instead of beam-correlated noise")
     ] = False,
+    realistic: Annotated[
+        bool,
+        typer.Option(
+            "--realistic",
+            help="a crowded sky down to the noise: power-law counts, blending, optional diffuse emission "
+            "[default size 800, density 2500]",
+        ),
+    ] = False,
+    min_snr: Annotated[
+        float | None, typer.Option(help="--realistic: faintest true peak, in noise rms [default: 3]")
+    ] = None,
+    counts_slope: Annotated[
+        float | None, typer.Option(help="--realistic: dN/dS ~ S^-slope [default: 1.6]")
+    ] = None,
+    max_flux_jy: Annotated[
+        float | None, typer.Option(help="--realistic: brightest integrated flux in Jy [default: 1]")
+    ] = None,
+    diffuse_ujy: Annotated[
+        float | None, typer.Option(help="--realistic: rms of the diffuse emission in µJy/beam [default: 0]")
+    ] = None,
+    min_separation_beams: Annotated[
+        float | None, typer.Option(help="--realistic: minimum source separation in beams [default: 0]")
+    ] = None,
 ) -> None:
     """Write a synthetic radio map (Gaussian sources, noise, a beam and WCS in the header).
 
     With --density, the CIRASA test-campaign sky: exponential fluxes from 50 µJy to 1 Jy, extended
-    sources of 1-3 beams, beam-correlated noise, sources 2 beams apart; otherwise --sources point sources
-    with log-uniform peaks on white noise."""
+    sources of 1-3 beams, beam-correlated noise, sources 2 beams apart; with --realistic, a crowded sky
+    whose counts follow dN/dS ~ S^-slope down to --min-snr, 2-4 beam extended sources, overlapping
+    sources and optional diffuse emission (its truth CSV adds snr and extent_beams); otherwise
+    --sources point sources with log-uniform peaks on white noise."""
     from cirasa.finders.imaging import synthetic_image, write_truth_csv
     from cirasa.finders.simulation import simulate_sky
 
     noise_jy = noise_ujy / 1e6
     started = time.perf_counter()
+    # option name -> (RealisticSky field, value) of the options only --realistic takes
+    realistic_only = {
+        "--min-snr": ("min_snr", min_snr),
+        "--counts-slope": ("counts_slope", counts_slope),
+        "--max-flux-jy": ("max_flux_jy", max_flux_jy),
+        "--diffuse-ujy": ("diffuse_jy", None if diffuse_ujy is None else diffuse_ujy / 1e6),
+        "--min-separation-beams": ("min_separation_beams", min_separation_beams),
+    }
+    given = {option: pair for option, pair in realistic_only.items() if pair[1] is not None}
     try:
+        if realistic:
+            if sources is not None:
+                raise ValueError("give either --sources or --realistic, not both")
+            common = {
+                "size": size,
+                "density_per_deg2": density,
+                "extended_fraction": extended_fraction,
+                "pixel_arcsec": pixel_arcsec,
+                "beam_arcsec": beam_arcsec,
+                "noise_jy": noise_jy,
+                "correlated_noise": not white_noise,
+            }
+            _simulate_realistic(out, seed, truth, started, common, dict(given.values()))
+            return
+        if given:
+            raise ValueError(f"options only for --realistic: {', '.join(given)} (add --realistic)")
         if density is not None:
             if sources is not None:
                 raise ValueError("give either --sources or --density, not both")

@@ -354,20 +354,23 @@ def write_sky_truth_csv(path: Path, sources: list[SkySource], noise_jy: float) -
         writer = csv.writer(handle)
         writer.writerow(TRUTH_COLUMNS)
         for s in sources:
-            writer.writerow(
-                [
-                    s.id,
-                    s.type,
-                    repr(s.ra),
-                    repr(s.dec),
-                    repr(s.x),
-                    repr(s.y),
-                    repr(s.flux_jy),
-                    repr(s.peak_jy),
-                    repr(s.maj_arcsec),
-                    repr(s.min_arcsec),
-                    repr(s.pa_deg),
-                    repr(noise_jy),
-                ]
-            )
+            writer.writerow(sky_truth_row(s, noise_jy))
     return path
+
+
+def sky_truth_row(s: SkySource, noise_jy: float) -> list[int | str]:
+    """One truth CSV row, in the order of ``TRUTH_COLUMNS``."""
+    return [
+        s.id,
+        s.type,
+        repr(s.ra),
+        repr(s.dec),
+        repr(s.x),
+        repr(s.y),
+        repr(s.flux_jy),
+        repr(s.peak_jy),
+        repr(s.maj_arcsec),
+        repr(s.min_arcsec),
+        repr(s.pa_deg),
+        repr(noise_jy),
+    ]
