@@ -153,6 +153,17 @@ class CaesarClient:
         params: dict[str, Any] = {"stream": stream, "tail": tail}
         return self._check(self.http.get(self.url(f"{CIRASA}/jobs/{job_id}/log"), params=params)).text
 
+    # --- tiled requests ---------------------------------------------------------------------------
+
+    def tiled_submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._check(self.http.post(self.url(f"{CIRASA}/tiled"), json=body), 202).json()
+
+    def tiled(self, request_id: str) -> dict[str, Any]:
+        return self._check(self.http.get(self.url(f"{CIRASA}/tiled/{request_id}"))).json()
+
+    def tiled_catalogue(self, request_id: str) -> dict[str, Any]:
+        return self._check(self.http.get(self.url(f"{CIRASA}/tiled/{request_id}/catalogue"))).json()
+
     # --- following a job --------------------------------------------------------------------------
 
     def wait(

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from cirasa.common.http import add_request_metrics, health_router
 from cirasa.common.service import Service
-from cirasa.gateway import caesar, event_docs, uws
+from cirasa.gateway import caesar, event_docs, tiled, uws
 from cirasa.gateway.auth import TokenVerifier, current_user
 from cirasa.gateway.broker import routes as broker
 from cirasa.gateway.errors import GatewayError, Unauthorized
@@ -44,6 +44,7 @@ def create_app(gateway: Gateway, services: Sequence[Service] = ()) -> FastAPI:
     app.include_router(broker.router)
     app.include_router(uws.router)
     app.include_router(web_api.router)
+    app.include_router(tiled.router)
     app.include_router(web_events.router)
     app.include_router(page.router)
     app.include_router(event_docs.router)
