@@ -34,7 +34,7 @@ from cirasa.finders.catalog import Catalog, read_catalog_json
 from cirasa.finders.compare import match, table_from_catalog
 from cirasa.finders.registry import APPS
 from cirasa.finders.simulation import simulate_sky
-from cirasa.finders.tiling import Tile, image_size, merge_tiles, plan_tiles, write_tile
+from cirasa.finders.tiling import ALIGN_PX, Tile, image_size, merge_tiles, plan_tiles, write_tile
 
 PINNED = {
     k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -88,7 +88,7 @@ def run_tiled(
     in all, and the wall times of the three steps, the tiles' runs added up and the longest run."""
     started = time.perf_counter()
     width, height = image_size(image)
-    tiles = plan_tiles(width, height, per_side, overlap)
+    tiles = plan_tiles(width, height, per_side, overlap, ALIGN_PX)
     files = [write_tile(image, tile, work / f"tile{tile.index}.fits") for tile in tiles]
     split = time.perf_counter()
 

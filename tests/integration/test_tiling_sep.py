@@ -21,7 +21,7 @@ from cirasa.finders.catalog import Catalog, read_catalog_json
 from cirasa.finders.compare import match, table_from_catalog
 from cirasa.finders.runners import sep as sep_runner
 from cirasa.finders.simulation import simulate_sky
-from cirasa.finders.tiling import image_size, merge_tiles, plan_tiles, write_tile
+from cirasa.finders.tiling import ALIGN_PX, image_size, merge_tiles, plan_tiles, write_tile
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def _tiled(image: Path, work: Path) -> tuple[Catalog, int]:
     """The merged catalogue of the image's tiles, and how many sources the tiles found in all."""
     width, height = image_size(image)
     parts = []
-    for tile in plan_tiles(width, height, PER_SIDE, OVERLAP_PX):
+    for tile in plan_tiles(width, height, PER_SIDE, OVERLAP_PX, ALIGN_PX):
         tile_image = write_tile(image, tile, work / f"tile{tile.index}.fits")
         parts.append((tile, _find(tile_image, work / f"tile{tile.index}")))
     return merge_tiles(parts, image_name=image.name), sum(len(c.sources) for _, c in parts)

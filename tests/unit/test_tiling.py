@@ -12,7 +12,7 @@ from astropy.wcs import WCS
 
 from cirasa.finders.catalog import Catalog, CatalogSource
 from cirasa.finders.imaging import synthetic_header
-from cirasa.finders.tiling import Tile, image_size, merge_tiles, plan_tiles, write_tile
+from cirasa.finders.tiling import ALIGN_PX, Tile, image_size, merge_tiles, plan_tiles, write_tile
 
 
 @pytest.mark.parametrize(
@@ -259,3 +259,16 @@ def test_merge_refuses_what_it_cannot_merge() -> None:
     other[1].finder = "aegean"
     with pytest.raises(ValueError, match="different finders"):
         merge_tiles([part, other])
+
+
+@pytest.mark.parametrize(("size", "per_side"), [(3600, 4), (1000, 3), (700, 2)])
+def test_aligned_tiles_start_on_the_grid_and_still_partition_the_image(size: int, per_side: int) -> None:
+    tiles = plan_tiles(size, size, per_side, 50, align_px=ALIGN_PX)
+    owned = np.zeros((size, size), dtype=int)
+    for tile in tiles:
+        cx0, cy0, cx1, cy1 = tile.core
+        owned[cy0:cy1, cx0:cx1] += 1
+        # every tile's box starts on the grid: its mesh cells are the whole map's
+        assert tile.x0 % ALIGN_PX == 0 and tile.y0 % ALIGN_PX == 0
+        assert tile.x0 == max(0, cx0 - 64)  # the overlap rounded up to the grid
+    assert (owned == 1).all()

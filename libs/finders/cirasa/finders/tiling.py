@@ -28,6 +28,7 @@ simply leaves its core empty.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import warnings
@@ -78,28 +79,40 @@ class Tile:
         return self.y1 - self.y0
 
 
-def _cuts(length: int, parts: int) -> list[int]:
-    """``parts + 1`` boundaries splitting ``range(length)`` into parts whose sizes differ by at most 1."""
-    return [(i * length) // parts for i in range(parts + 1)]
+ALIGN_PX = 64
+"""Tile edges on multiples of this put each tile's background mesh cells where the whole map's are,
+for a finder whose mesh is a power of two up to it (sep's, in its runner): a tile then estimates the
+background as the whole map does, and finds the same faint sources."""
 
 
-def plan_tiles(width: int, height: int, per_side: int, overlap_px: int) -> list[Tile]:
+def _cuts(length: int, parts: int, align: int = 1) -> list[int]:
+    """``parts + 1`` boundaries splitting ``range(length)`` into near-equal parts, the inner ones
+    rounded to multiples of ``align``."""
+    cuts = [(i * length) // parts for i in range(parts + 1)]
+    return [0, *(align * round(c / align) for c in cuts[1:-1]), length]
+
+
+def plan_tiles(width: int, height: int, per_side: int, overlap_px: int, align_px: int = 1) -> list[Tile]:
     """``per_side`` x ``per_side`` tiles, row-major (row = y): near-equal cores partitioning the image, each
-    tile its core grown by ``overlap_px`` on every side and clipped to the image."""
+    tile its core grown by ``overlap_px`` on every side and clipped to the image. With ``align_px``, the
+    cores' inner edges and the overlap are rounded to its multiples (see ``ALIGN_PX``)."""
     if width < 1 or height < 1:
         raise ValueError(f"the image must be at least 1x1 pixels, got {width}x{height}")
     if per_side < 1:
         raise ValueError(f"per_side must be >= 1, got {per_side}")
     if overlap_px < 0:
         raise ValueError(f"overlap_px must be >= 0, got {overlap_px}")
-    smallest = min(width // per_side, height // per_side)
+    if align_px < 1:
+        raise ValueError(f"align_px must be >= 1, got {align_px}")
+    overlap_px = -(-overlap_px // align_px) * align_px
+    xs, ys = _cuts(width, per_side, align_px), _cuts(height, per_side, align_px)
+    smallest = min(min(b - a for a, b in itertools.pairwise(cuts)) for cuts in (xs, ys))
     needed = 2 * overlap_px + 1
     if smallest < needed:
         raise ValueError(
             f"{per_side}x{per_side} tiles of a {width}x{height} image have cores as small as {smallest} px, "
             f"less than 2 * overlap + 1 = {needed} px: use fewer tiles or a smaller overlap"
         )
-    xs, ys = _cuts(width, per_side), _cuts(height, per_side)
     tiles: list[Tile] = []
     for row in range(per_side):
         for col in range(per_side):

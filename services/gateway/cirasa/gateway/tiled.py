@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cirasa.finders.tiling import Tile, image_size, merge_tiles, plan_tiles, write_tile
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +24,7 @@ from cirasa.common.events import JobState, new_id, utcnow
 from cirasa.common.store.documents import Documents
 from cirasa.finders.catalog import Catalog
 from cirasa.finders.registry import OptionError, get_app
+from cirasa.finders.tiling import ALIGN_PX, Tile, image_size, merge_tiles, plan_tiles, write_tile
 from cirasa.gateway.dependencies import GatewayDep, UserDep
 from cirasa.gateway.documents import GatewayDocument, StoredFile, plausible_id
 from cirasa.gateway.errors import BadRequest, Conflict, NotFound
@@ -110,7 +110,7 @@ async def submit_tiled(gateway: GatewayDep, user: UserDep, raw: Any = Body(...))
     source = gateway.settings.data_dir / file.relpath
     try:
         width, height = await asyncio.to_thread(image_size, source)
-        tiles = plan_tiles(width, height, body.per_side, body.overlap_px)
+        tiles = plan_tiles(width, height, body.per_side, body.overlap_px, ALIGN_PX)
     except (OSError, ValueError) as exc:
         raise BadRequest(f"cannot tile {file.filename_orig}: {exc}") from exc
     stored = await store_tiles(gateway, user, file, source, tiles)

@@ -131,7 +131,8 @@ def _subtract_background(
     data: np.ndarray, mask: np.ndarray | None, blank: np.ndarray, beam_fwhm_px: float | None
 ) -> float:
     """Subtract sep's background (mesh sized on the beam) in place; return the noise rms."""
-    mesh = _SEP_MESH_PX if beam_fwhm_px is None else round(_MESH_BEAMS * beam_fwhm_px)
+    # a power of two: tiles of a map aligned on 64 px (cirasa.finders.tiling) then share its mesh cells
+    mesh = _SEP_MESH_PX if beam_fwhm_px is None else 2 ** round(math.log2(_MESH_BEAMS * beam_fwhm_px))
     mesh = min(max(mesh, _MESH_PX[0]), _MESH_PX[1], max(data.shape))
     bkg = sep.Background(data, mask=mask, bw=mesh, bh=mesh)
     bkg.subfrom(data)
@@ -141,11 +142,17 @@ def _subtract_background(
     return rms
 
 
+HALF_NORMAL_MEDIAN = 0.6744897501960817  # median of |x| over x < 0 for unit Gaussian noise
+
+
 def _negative_rms(residual: np.ndarray) -> float:
     """The noise rms from the pixels below the background only: sources add nothing there, whereas on a
-    crowded map they inflate sep's ``globalrms`` (by 14% on issue 15's map), and the threshold with it."""
+    crowded map they inflate sep's ``globalrms`` (by 14% on issue 15's map), and the threshold with it.
+    The median of their depth, not the mean of its square: the few deep holes a background fit leaves
+    next to bright sources and near the image's edges barely move it (with a mean of squares, a tile
+    of a map measured up to 42% more noise than the whole map there, and found fewer faint sources)."""
     below = residual[residual < 0].astype(np.float64)
-    return float(np.sqrt(np.mean(below * below))) if below.size else 0.0
+    return float(np.median(-below)) / HALF_NORMAL_MEDIAN if below.size else 0.0
 
 
 def _islands(segmap: np.ndarray, n: int) -> np.ndarray:
