@@ -143,3 +143,25 @@ def test_apps_from_a_server_without_the_cirasa_api(
     assert {row[0] for row in rows} >= {"sep", "caesar", "sleep"}
     assert {row[1] for row in rows} == {"?"}
     assert "does not say which apps can run here" in listed.stderr
+
+
+def test_tiled_finds_a_map_as_tiles_and_writes_the_merged_catalogue(
+    live_gateway: LiveGateway, tmp_path: Path
+) -> None:
+    from cirasa.finders.simulation import simulate_sky
+
+    image = tmp_path / "wide.fits"
+    simulate_sky(image, size=600, density_per_deg2=2500, seed=2)
+    merged = tmp_path / "merged.json"
+    done = cli(
+        live_gateway, "tiled", str(image), "-o", "no-preview=true", "--per-side", "2", "--out", str(merged)
+    )
+    assert done.exit_code == 0, done.output
+    request = json.loads(out(done).splitlines()[0])
+    assert request["total"] == 4 and request["per_side"] == 2
+    sources = json.loads(merged.read_text())["sources"]
+    assert len(sources) > 100
+    assert f"merged catalogue: {len(sources)} sources from 4 tiles" in done.stderr
+
+    bad = cli(live_gateway, "tiled", str(image), "--per-side", "9", "--overlap", "64")
+    assert bad.exit_code != 0 and "cannot tile wide.fits" in bad.stderr

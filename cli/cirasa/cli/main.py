@@ -15,7 +15,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cirasa.cli import app_commands, contract_commands, events_command, job_commands, offers, product_commands
+from cirasa.cli import (
+    app_commands,
+    contract_commands,
+    events_command,
+    job_commands,
+    offers,
+    product_commands,
+    tiled_commands,
+)
 from cirasa.cli.app_commands import check_app
 from cirasa.cli.client import CaesarClient
 from cirasa.cli.errors import EXIT_FAILED, notice
@@ -158,6 +166,7 @@ app.command()(product_commands.sources)
 app.command()(product_commands.fetch)
 app.command()(job_commands.files)
 app.command()(app_commands.apps)
+app.command()(tiled_commands.tiled)
 
 
 def _simulate_realistic(

@@ -34,8 +34,7 @@ def tiled(
     """Find sources in a large IMAGE (or --file) as PER_SIDE x PER_SIDE overlapping tiles, each a job
     the platform places where it has room; the tiles' catalogues are merged without duplicates.
 
-    Prints the request (JSON) on stdout; with --wait, follows the tiles and prints the merged
-    catalogue's size, writing it to --out."""
+    Prints the request (JSON) on stdout; with --wait, follows the tiles to the merged catalogue."""
     options = parse_options(option or [])
     with CaesarClient(server) as client:
         body = {
