@@ -25,8 +25,7 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY
 
-from cirasa.cli.runtime import SERVICES, build_service, http_app
-from cirasa.common.bus import MemoryBroker
+from cirasa.cli.runtime import in_process
 from cirasa.common.logs import configure_logging
 from cirasa.common.settings import PlatformConfig, Settings
 from cirasa.finders.imaging import synthetic_image
@@ -133,29 +132,17 @@ async def one_round(
 
 async def run(args: argparse.Namespace) -> None:
     configure_logging("WARNING", json=False)
+    origin = ThrottledOrigin(b"\x00" * int(args.mb * 1e6), args.mbps * 1e6)
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="cirasa-bench-staging-") as tmp:
-        root = Path(tmp)
         settings = Settings(
-            data_dir=root / "data",
-            jobs_dir=root / "jobs",
-            platforms=[
-                PlatformConfig(
-                    name="local", cores=args.cores, memory_gib=64, max_duration_s=3600, offer_share=1
-                )
-            ],
+            data_dir=Path(tmp) / "data",
+            jobs_dir=Path(tmp) / "jobs",
+            platforms=[PlatformConfig(name="local", cores=args.cores, memory_gib=64, max_duration_s=3600)],
         )
         settings.staging.policy = {"allowed_hosts": ["127.0.0.1"]}
-        settings.data_dir.mkdir(parents=True)
-        settings.jobs_dir.mkdir(parents=True)
-        origin = ThrottledOrigin(b"\x00" * int(args.mb * 1e6), args.mbps * 1e6)
-        threading.Thread(target=origin.serve_forever, daemon=True).start()
-        broker = MemoryBroker()
-        services = [build_service(name, settings, broker) for name in SERVICES]
-        for service in services:
-            await service.start()
-        transport = httpx.ASGITransport(app=http_app(services))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60) as client:
-            image = root / "input.fits"
+        async with in_process(settings) as client:
+            image = Path(tmp) / "input.fits"
             synthetic_image(image, size=64, n_sources=1, seed=1)
             up = await client.post(
                 "/caesar/api/v1.0/upload", files={"file": ("input.fits", image.read_bytes())}
@@ -165,9 +152,7 @@ async def run(args: argparse.Namespace) -> None:
                 "own copy each": await one_round(client, origin, file_id, args.jobs, False, "own"),
                 "shared (cache)": await one_round(client, origin, file_id, args.jobs, True, "shared"),
             }
-        for service in reversed(services):
-            await service.stop()
-        origin.shutdown()
+    origin.shutdown()
     print(
         f"{args.jobs} jobs, {args.mb:g} MB each, origin {args.mbps:g} MB/s per download, {args.cores} cores"
     )

@@ -15,6 +15,7 @@ tiled source within half a beam, and of the tiled sources with a whole-map one, 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -27,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import astropy.units as u
+import httpx
 from astropy.coordinates import search_around_sky
 from astropy.io import fits
 
+from cirasa.cli.runtime import in_process
+from cirasa.common.settings import PlatformConfig, Settings
 from cirasa.finders.catalog import Catalog, read_catalog_json
 from cirasa.finders.compare import match, table_from_catalog
 from cirasa.finders.registry import APPS
@@ -39,6 +43,9 @@ from cirasa.finders.tiling import ALIGN_PX, Tile, image_size, merge_tiles, plan_
 PINNED = {
     k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 }
+
+
+CAESAR = "/caesar/api/v1.0"
 
 
 @dataclass
@@ -153,6 +160,43 @@ def bench(args: argparse.Namespace, work: Path) -> Result:
     )
 
 
+async def _ended(client: httpx.AsyncClient, url: str, done: tuple[str, ...]) -> dict[str, Any]:
+    while True:
+        body: dict[str, Any] = (await client.get(url)).json()
+        if body["state"] in done:
+            return body
+        await asyncio.sleep(0.05)
+
+
+async def through_platform(image: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The same two ways through the five services (in process, a local platform of ``--processes``
+    cores): one sep job on the whole map, and a tiled request; wall times from submission to the
+    job's SUCCESS and to the merged catalogue."""
+    settings = Settings(
+        data_dir=work / "platform" / "data",
+        jobs_dir=work / "platform" / "jobs",
+        platforms=[PlatformConfig(name="local", cores=args.processes, memory_gib=64, max_duration_s=3600)],
+    )
+    async with in_process(settings) as client:
+        up = await client.post(f"{CAESAR}/upload", files={"file": (image.name, image.read_bytes())})
+        file_id, options = up.json()["uuid"], {"no-preview": True}
+        started = time.perf_counter()
+        body = {"app": "sep", "data_inputs": file_id, "job_inputs": options}
+        job = (await client.post(f"{CAESAR}/job", json=body)).json()
+        await _ended(client, f"{CAESAR}/job/{job['job_id']}/status", ("SUCCESS", "FAILURE", "ABORTED"))
+        whole = time.perf_counter() - started
+        started = time.perf_counter()
+        body = {**body, "per_side": args.per_side, "overlap_px": args.overlap}
+        tiled = (await client.post("/cirasa/api/v1/tiled", json=body)).json()
+        await _ended(client, f"/cirasa/api/v1/tiled/{tiled['id']}", ("SUCCESS", "FAILURE"))
+        merged = (await client.get(f"/cirasa/api/v1/tiled/{tiled['id']}/catalogue")).json()
+        return {
+            "platform_whole_s": round(whole, 2),
+            "platform_tiled_s": round(time.perf_counter() - started, 2),
+            "platform_merged": float(len(merged["sources"])),
+        }
+
+
 def report(r: Result) -> str:
     return "\n".join(
         [
@@ -179,13 +223,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="tiles found at a time")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--through-platform",
+        action="store_true",
+        help="also run both ways through the five services (in process), to see what the platform adds",
+    )
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error("--processes must be >= 1")
     with tempfile.TemporaryDirectory(prefix="cirasa-bench-tiles-") as work:
         result = bench(args, Path(work))
-    out: dict[str, Any] = asdict(result)
+        platform = {}
+        if args.through_platform:
+            print("the same through the platform ...", file=sys.stderr)
+            platform = asyncio.run(through_platform(Path(work) / f"sky-{args.size}.fits", Path(work), args))
+    out: dict[str, Any] = {**asdict(result), **platform}
     print(json.dumps(out, indent=2) if args.json else report(result))
+    if platform and not args.json:
+        speedup = platform["platform_whole_s"] / platform["platform_tiled_s"]
+        print(
+            f"through the platform ({args.processes} cores): whole job {platform['platform_whole_s']:.2f} s, "
+            f"tiled request {platform['platform_tiled_s']:.2f} s ({speedup:.2f}x; "
+            f"{int(platform['platform_merged'])} sources merged)"
+        )
     return 0 if result.duplicates == 0 else 1
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -75,6 +77,25 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
     app.state.draining = lambda: server.should_exit  # long-lived responses end when it turns True
     try:
         await server.serve()
+    finally:
+        for service in reversed(services):
+            await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The five services started in this process on one in-memory bus, and a client of their HTTP
+    app (no socket), for benches and scripts; stopped on the way out."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+    broker = MemoryBroker(record=False)
+    services = [build_service(name, settings, broker) for name in SERVICES]
+    for service in services:
+        await service.start()
+    try:
+        transport = httpx.ASGITransport(app=http_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60) as client:
+            yield client
     finally:
         for service in reversed(services):
             await service.stop()
