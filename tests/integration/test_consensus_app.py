@@ -88,7 +88,7 @@ def test_the_products_and_the_provenance(consensus_run: tuple[Path, dict]) -> No
     assert catalog.options["seedthr"] == float(SEEDTHR) and catalog.options["finders"] == ["sep", "photutils"]
     assert summary["n_sources"] == len(catalog.sources) > 200
     report = ConsensusReport.model_validate_json((out / "consensus-deep_field.json").read_text())
-    assert report.min_votes == 1 and report.n_kept == len(catalog.sources)  # the default: either finder
+    assert report.min_votes == 2 and report.n_kept == len(catalog.sources)  # the default: a majority
     kept = {v.id: v for v in report.votes if v.kept}
     assert [s.source_id for s in catalog.sources] == list(kept)
     for source in catalog.sources:
@@ -112,7 +112,8 @@ def beamless(sky: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
 
 def test_a_failing_finder_is_reported_and_the_others_still_count(beamless: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = _run("--no-preview", "--image", str(beamless), "--out-dir", str(out), cwd=tmp_path)
+    finders = ("--finders", "sep,photutils")
+    result = _run(*finders, "--no-preview", "--image", str(beamless), "--out-dir", str(out), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     (line,) = result.stderr.strip().splitlines()

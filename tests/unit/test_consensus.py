@@ -173,9 +173,10 @@ def test_the_app_validates_its_finders_and_sizes_its_job() -> None:
     for bad in ("sep,bogus", "sep,sep", "", "sep,", 3):
         with pytest.raises(OptionError, match="finders"):
             CONSENSUS.validate({"finders": bad})
-    assert CONSENSUS.resources_for({}).min_cores == 2  # sep and photutils by default
+    default = CONSENSUS.resources_for({})  # sep, photutils and pybdsf: at once on 3 cores, in turn on 1
+    assert (default.min_cores, default.max_cores) == (1, 3)
     three = CONSENSUS.resources_for({"finders": "sep,photutils,aegean"})
-    assert three.min_cores == three.max_cores == 3
+    assert (three.min_cores, three.max_cores) == (1, 3)
     assert three.min_memory_gib == pytest.approx(2.5) and three.duration_s == 3600
     assert CONSENSUS.resources_for({"finders": "sep"}).min_cores == 1
     argv = CONSENSUS.build_argv({"finders": "sep", "min-votes": 2, "no-preview": True}, "/d/x.fits")

@@ -53,7 +53,6 @@ from cirasa.finders.runners.support import (
 )
 from cirasa.finders.specs.consensus import (
     DEFAULT_FINDERS,
-    DEFAULT_MIN_VOTES,
     DEFAULT_SEEDTHR,
     FINDER_APPS,
     THRESHOLD_OPTION,
@@ -193,9 +192,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--image", type=Path, required=True, help="input FITS image")
     parser.add_argument("--out-dir", type=Path, required=True, help="directory for the products")
     parser.add_argument("--finders", type=_finders, default=parse_finders(DEFAULT_FINDERS), help="a,b,...")
-    parser.add_argument(
-        "--min-votes", type=_votes, default=DEFAULT_MIN_VOTES, help="finders needed (0: a majority)"
-    )
+    parser.add_argument("--min-votes", type=_votes, default=None, help="finders needed (0: a majority)")
     parser.add_argument("--solo-snr", type=positive_float, default=DEFAULT_SOLO_SNR, help="bright solo SNR")
     parser.add_argument("--seedthr", type=positive_float, default=DEFAULT_SEEDTHR, help="finders' threshold")
     parser.add_argument("--parallel", type=positive_int, default=None, help="finders at once (job cores)")

@@ -1,5 +1,5 @@
-"""Source finding with photutils: a 2-D background, detection on the image smoothed by a beam-shaped
-kernel, deblending and segment moments.
+"""Source finding with photutils: a 2-D background, detection on the beam-smoothed image, deblending and
+segment moments.
 
 ``python -m cirasa.finders.runners.photutils [options] --image PATH --out-dir DIR`` writes the standard
 catalogue products, keeps photutils' own table (``<base>_photutils.ecsv``) and segmentation map
@@ -10,10 +10,13 @@ photutils measures segments, it does not fit Gaussians: positions and shapes are
 moments of the background-subtracted (not the convolved) pixels, the peak is the brightest pixel, and the
 errors are those of a Gaussian of that shape and signal-to-noise (Condon 1997, PASP 109, 166).
 
-The smoothing kernel is the beam scaled to half its size by default (``kernel-beams``). The noise of a
-radio map is already correlated over the beam, so the full beam adds little against noise but blurs close
-pairs together, past what deblending splits: on a 900x900 map at 2,500 sources/deg2, 93.8% of the point
-sources above 5 sigma were found with the full beam, 99.2% with half of it (both at 99.9-100% reliability).
+The threshold is ``seedthr`` times the noise measured from the pixels below the background
+(``support.negative_rms``, as sep does), one value for the map. The map is searched as it is: a radio map
+is already convolved with its beam, the matched filter of a point source; ``kernel-beams`` smooths it
+further by the beam scaled by that factor, and the noise is then measured on the smoothed map. The
+background box is ``bkgbox``, or by default about 16 beam FWHM (a power of two). A deblended component
+must have a third of a beam's area in pixels (and at least ``minarea``). Why these defaults: the spec
+(``cirasa.finders.specs.photutils``).
 """
 
 import os
@@ -42,7 +45,7 @@ import photutils
 from astropy.convolution import Gaussian2DKernel, convolve
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
-from photutils.background import Background2D, MADStdBackgroundRMS, MedianBackground
+from photutils.background import Background2D, SExtractorBackground
 from photutils.segmentation import SegmentationImage, SourceCatalog, deblend_sources, detect_sources
 
 from cirasa.finders.catalog import Catalog, CatalogSource, pa_to_pixel_angle, pixel_angle_to_pa
@@ -56,6 +59,8 @@ from cirasa.finders.runners.support import (
     job_cores,
     load_image,
     named_image,
+    negative_rms,
+    non_negative_int,
     pixel_scale_arcsec,
     positive_float,
     positive_int,
@@ -74,17 +79,20 @@ MAX_PA_ERROR_DEG = 90.0  # a position angle is defined modulo 180 deg
 # photutils deblends in parallel through "spawn" workers, each re-importing this module (2-3 s): worth it
 # only when serial deblending takes longer than that (~1,000 segments/s on one core).
 PARALLEL_DEBLEND_MIN_SEGMENTS = 5000
+BOX_BEAMS = 16.0  # default background box side in beam FWHM (see the spec's docstring)
+BOX_PX = (16, 256)  # bounds on the default box side in pixels
+DEBLEND_BEAM_FRACTION = 1.0 / 3.0  # a deblended component covers at least this fraction of a beam
 
 
 @dataclass(frozen=True)
 class Options:
     seedthr: float = 5.0
-    minarea: int = 5
+    minarea: int = 1
     deblend: bool = True
-    deblend_cont: float = 0.001
-    deblend_nlevels: int = 32
-    kernel_beams: float = 0.5
-    bkgbox: int = 64
+    deblend_cont: float = 0.0001
+    deblend_nlevels: int = 64
+    kernel_beams: float = 0.0
+    bkgbox: int = 0
     bkgfilter: int = 3
     beam_maj: float | None = None
     beam_min: float | None = None
@@ -93,14 +101,27 @@ class Options:
 
 @dataclass(frozen=True)
 class Maps:
-    """The background-subtracted image (blanks set to 0), its rms map and the blank-pixel mask."""
+    """The background-subtracted image (blanks set to 0), its rms map, the blank-pixel mask and the noise
+    (the rms measured from the pixels below the background, which the rms map holds everywhere)."""
 
     data: np.ndarray
     rms: np.ndarray
     blank: np.ndarray
+    noise: float
 
 
-def subtract_background(image: Image, options: Options) -> Maps:
+def background_box(options: Options, beam: Beam, image: Image) -> int:
+    """The background box side in pixels: ``bkgbox``, or (0) about ``BOX_BEAMS`` beam FWHM rounded to a
+    power of two, bounded to ``BOX_PX`` and to the image."""
+    box = options.bkgbox
+    if box <= 0:
+        fwhm_px = math.sqrt(beam.maj_deg * beam.min_deg) * 3600.0 / pixel_scale_arcsec(image.wcs)
+        box = 2 ** round(math.log2(BOX_BEAMS * fwhm_px))
+        box = min(max(box, BOX_PX[0]), BOX_PX[1])
+    return min(box, *image.data.shape)
+
+
+def subtract_background(image: Image, options: Options, box: int) -> Maps:
     data = np.array(image.data, dtype=np.float64)
     blank = ~np.isfinite(data)
     finite = data[~blank]
@@ -108,26 +129,25 @@ def subtract_background(image: Image, options: Options) -> Maps:
         raise InputError("the image has no finite pixels")
     if finite.min() == finite.max():
         raise InputError("the image is constant: no noise to set a threshold against")
-    box = min(options.bkgbox, *data.shape)
     try:
         bkg = Background2D(
             data,
             (box, box),
             mask=blank if blank.any() else None,
             filter_size=(options.bkgfilter, options.bkgfilter),
-            bkg_estimator=MedianBackground(),
-            # the sigma-clipped std keeps the wings of sources: 1.8x the noise on a 2,500/deg2 map
-            bkg_rms_estimator=MADStdBackgroundRMS(),
+            # sep's (and SExtractor's) mode estimate, 2.5 median - 1.5 mean: crowded sources skew every
+            # box, and its median sat 0.18 sigma above the sky on issue 15's map (the mode 0.08)
+            bkg_estimator=SExtractorBackground(),
             exclude_percentile=EXCLUDE_PERCENTILE,
         )
     except ValueError as exc:  # e.g. every box mostly blank
         raise InputError(f"cannot estimate the background: {exc}") from None
-    rms = np.asarray(bkg.background_rms, dtype=np.float64)
-    if not np.any(rms[~blank] > 0):
-        raise InputError("the image background rms is zero: no noise to set a threshold against")
     data -= bkg.background
     data[blank] = 0.0
-    return Maps(data, rms, blank)
+    rms = negative_rms(data[~blank])
+    if not (math.isfinite(rms) and rms > 0):
+        raise InputError("the image background rms is zero: no noise to set a threshold against")
+    return Maps(data, np.broadcast_to(rms, data.shape), blank, rms)  # one value, viewed as a map
 
 
 def beam_kernel(beam: Beam, image: Image, scale: float) -> Gaussian2DKernel:
@@ -258,38 +278,60 @@ def write_native(
     return [table_path, segm_path]
 
 
+def deblend_min_pixels(options: Options, beam: Beam, image: Image) -> int:
+    """The fewest pixels a deblended component may have: a third of the beam's area (the part of a
+    point source within 70% of its peak), and at least ``minarea``."""
+    area = beam.area_px(pixel_scale_arcsec(image.wcs) / 3600.0)
+    return max(options.minarea, round(area * DEBLEND_BEAM_FRACTION))
+
+
+def segment(
+    detection: np.ndarray, noise: float, maps: Maps, options: Options, deblend_pixels: int, cores: int
+) -> tuple[SegmentationImage | None, SegmentationImage | None]:
+    """The detection segments (islands) above ``seedthr`` times ``noise`` on the detection image, and the
+    deblended ones (the same without deblending), or (None, None) when nothing is above it."""
+    segm = detect_sources(detection, options.seedthr * noise, n_pixels=options.minarea, mask=maps.blank)
+    if segm is None or not options.deblend:
+        return segm, segm
+    processes = cores if segm.n_labels >= PARALLEL_DEBLEND_MIN_SEGMENTS else 1
+    children = deblend_sources(
+        detection,
+        segm,
+        n_pixels=deblend_pixels,
+        n_levels=options.deblend_nlevels,
+        contrast=options.deblend_cont,
+        n_processes=processes,
+        progress_bar=False,
+    )
+    return segm, children
+
+
 def run(image_path: Path, out_dir: Path, options: Options, preview: bool) -> dict[str, object]:
     image = load_image(image_path)
     beam = beam_from(image.header, options.beam_maj, options.beam_min, options.beam_pa)
-    maps = subtract_background(image, options)
+    box = background_box(options, beam, image)
+    maps = subtract_background(image, options, box)
     cores = job_cores() or 1
-    convolved = maps.data
-    if options.kernel_beams > 0:
+    detection, noise = maps.data, maps.noise
+    if options.kernel_beams > 0:  # smoothing lowers the noise too: the threshold is on the smoothed map's
         kernel = beam_kernel(beam, image, options.kernel_beams)
-        convolved = convolve(maps.data, kernel, normalize_kernel=False, boundary="extend")
-    segm = detect_sources(convolved, options.seedthr * maps.rms, n_pixels=options.minarea, mask=maps.blank)
+        detection = convolve(maps.data, kernel, normalize_kernel=False, boundary="extend")
+        noise = negative_rms(detection[~maps.blank])
+    deblend_pixels = deblend_min_pixels(options, beam, image)
+    segm, children = segment(detection, noise, maps, options, deblend_pixels, cores)
     cat: SourceCatalog | None = None
-    children: SegmentationImage | None = None
     islands = np.empty(0, dtype=np.int64)
-    if segm is not None:
-        children = segm
-        if options.deblend:
-            processes = cores if segm.n_labels >= PARALLEL_DEBLEND_MIN_SEGMENTS else 1
-            children = deblend_sources(
-                convolved,
-                segm,
-                n_pixels=options.minarea,
-                n_levels=options.deblend_nlevels,
-                contrast=options.deblend_cont,
-                n_processes=processes,
-                progress_bar=False,
-            )
+    if segm is not None and children is not None:
         islands = island_numbers(segm, children)
         cat = SourceCatalog(maps.data, children, mask=maps.blank)
 
     provenance: dict[str, Any] = {k: v for k, v in asdict(options).items() if not k.startswith("beam_")}
     provenance.update(
         exclude_percentile=EXCLUDE_PERCENTILE,
+        bkgbox_px=box,
+        noise_jy=maps.noise,
+        detection_noise_jy=noise,
+        deblend_min_pixels=deblend_pixels,
         cores=cores,
         beam_maj_arcsec=beam.maj_deg * 3600.0,
         beam_min_arcsec=beam.min_deg * 3600.0,
@@ -331,12 +373,12 @@ def _kernel_beams(text: str) -> float:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description="Find sources in a FITS image with photutils.")
     parser.add_argument("--seedthr", type=positive_float, default=5.0, help="threshold in background rms")
-    parser.add_argument("--minarea", type=positive_int, default=5, help="minimum pixels per source")
-    parser.add_argument("--deblend-cont", type=_fraction, default=0.001, help="deblending contrast")
-    parser.add_argument("--deblend-nlevels", type=positive_int, default=32, help="deblending levels")
+    parser.add_argument("--minarea", type=positive_int, default=1, help="minimum pixels per source")
+    parser.add_argument("--deblend-cont", type=_fraction, default=0.0001, help="deblending contrast")
+    parser.add_argument("--deblend-nlevels", type=positive_int, default=64, help="deblending levels")
     parser.add_argument("--no-deblend", action="store_true", help="do not deblend")
-    parser.add_argument("--kernel-beams", type=_kernel_beams, default=0.5, help="smoothing FWHM in beams")
-    parser.add_argument("--bkgbox", type=positive_int, default=64, help="background box in pixels")
+    parser.add_argument("--kernel-beams", type=_kernel_beams, default=0.0, help="smoothing FWHM in beams")
+    parser.add_argument("--bkgbox", type=non_negative_int, default=0, help="background box, px (0: 16 beams)")
     parser.add_argument("--bkgfilter", type=positive_int, default=3, help="background filter in boxes")
     add_common_arguments(parser)
     return parser.parse_args(argv)

@@ -3,11 +3,15 @@ sources.
 
 ``python -m cirasa.finders.runners.pybdsf [options] --image PATH --out-dir DIR`` writes the standard
 catalogue products (one row per Gaussian), keeps PyBDSF's own source and Gaussian lists
-(``<base>.pybdsf.{srl,gaul}.fits``) and its log, and prints a one-line JSON summary. Bad input exits with
+(``<base>.pybdsf.{srl,gaul}.fits``), the noise maps it was given (``<base>.pybdsf.{mean,rms}.fits``) and
+its log, and prints a one-line JSON summary. Bad input exits with
 code 2 and one line on stderr.
 
 PyBDSF writes ``<image>.pybdsf.log`` beside its input, and the uploaded image lives in a directory the
 job may not write to: the input is therefore linked into the output directory and PyBDSF reads the link.
+
+The background and noise are measured here, not by PyBDSF: its clipped rms counts the faint crowd of a
+confused map as noise (``lower_tail_noise``; the reasoning and figures are in ``specs/pybdsf.py``).
 """
 
 import os
@@ -36,6 +40,8 @@ import bdsf
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
+from scipy.ndimage import map_coordinates
+from scipy.special import ndtr
 
 from cirasa.finders.catalog import Catalog, CatalogSource
 from cirasa.finders.runners.support import (
@@ -60,13 +66,20 @@ from cirasa.finders.runners.support import (
 
 FINDER = "pybdsf"
 PROG = "pybdsf_finder"
+#: the noise box without rms-box, in beam FWHM: ~800 independent beams, so each box measures the noise
+#: to ~5%, and the largest sources (4 beams) are small beside it
+BOX_BEAMS = 32
+#: a fitted Gaussian fainter than this fraction of thresh-pix (in local sigmas) is flagged and dropped
+COMPONENT_MIN_FRACTION = 0.9
+#: the lower-tail quantiles the noise is measured at: -2 and -1 sigma of a Gaussian
+TAIL_Z = (-2.0, -1.0)
 
 
 @dataclass(frozen=True)
 class Options:
     thresh_isl: float = 3.0
     thresh_pix: float = 5.0
-    rms_box: int = 0  # 0: PyBDSF chooses
+    rms_box: int = 0  # 0: BOX_BEAMS beams
     rms_step: int = 0  # 0: a third of rms_box
     group_by_isl: bool = False
     frequency: float | None = None
@@ -97,17 +110,79 @@ def frequency_from(header: fits.Header, option: float | None) -> tuple[float | N
     )
 
 
-def rms_box(options: Options, shape: tuple[int, ...]) -> tuple[int, int] | None:
+def rms_box(options: Options, shape: tuple[int, ...], beam_px: float) -> tuple[int, int]:
+    """(box, step) in pixels for the noise maps: rms-box and rms-step, else ``BOX_BEAMS`` beams and a third
+    of that."""
     if not options.rms_box:
         if options.rms_step:
             raise InputError("rms-step was given without rms-box: give both (pixels)")
-        return None
+        box = max(24, round(BOX_BEAMS * beam_px))
+        return box, box // 3
     step = options.rms_step or max(1, options.rms_box // 3)
     if step >= options.rms_box:
         raise InputError(f"rms-step ({step}) must be smaller than rms-box ({options.rms_box})")
     if options.rms_box > min(shape):
         raise InputError(f"rms-box ({options.rms_box}) is larger than the image ({shape[1]}x{shape[0]})")
     return (options.rms_box, step)
+
+
+def noise_kwargs(image: Image, box: tuple[int, int], out_dir: Path, base: str) -> dict[str, Any]:
+    """PyBDSF's background options for our lower-tail noise: maps in ``<base>.pybdsf.{mean,rms}.fits``
+    when the box fits PyBDSF's limit (a quarter of the image), else one level for the whole map."""
+    data = np.asarray(image.data, dtype=np.float64)
+    if box[0] > min(data.shape) / 4.0:
+        return {"rms_map": False, "rms_value": lower_tail_noise(data)[1], "mean_map": "const"}
+    paths = [out_dir / f"{base}.pybdsf.{kind}.fits" for kind in ("mean", "rms")]
+    header = image.wcs.to_header()
+    for path, plane in zip(paths, noise_maps(data, *box), strict=True):
+        fits.PrimaryHDU(plane.astype(np.float32), header=header).writeto(path, overwrite=True)
+    return {
+        "rms_box": box,
+        "rms_map": True,
+        # PyBDSF then keeps the mean map only if it varies significantly, else a constant (0 if confused)
+        "mean_map": "default",
+        # PyBDSF opens them relative to the image's directory, out_dir (``link_input``)
+        "rmsmean_map_filename": [p.name for p in paths],
+    }
+
+
+def lower_tail_noise(values: np.ndarray) -> tuple[float, float]:
+    """The background level and noise rms of a patch of sky from the lower tail of its pixel values only
+    (the -2 and -1 sigma quantiles): sources only add flux, so on a crowded map they widen the upper side
+    and raise the clipped rms (PyBDSF's measured 29 uJy for 20), while the lower tail stays the noise's."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 16:
+        return math.nan, math.nan
+    low, high = np.percentile(finite, [100.0 * float(ndtr(z)) for z in TAIL_Z])
+    sigma = float(high - low) / (TAIL_Z[1] - TAIL_Z[0])
+    return float(high) - TAIL_Z[1] * sigma, sigma
+
+
+def _centres(n: int, box: int, step: int) -> np.ndarray:
+    last = max(n - box, 0)
+    starts = np.unique(np.append(np.arange(0, last + 1, step), last))
+    return starts + min(box, n) / 2.0
+
+
+def noise_maps(data: np.ndarray, box: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Background and rms maps: ``lower_tail_noise`` in boxes of ``box`` pixels every ``step``, linearly
+    interpolated between box centres (held constant beyond the outer ones)."""
+    ny, nx = data.shape
+    yc, xc = _centres(ny, box, step), _centres(nx, box, step)
+    grids = np.full((2, yc.size, xc.size), np.nan)
+    for i, cy in enumerate(yc):
+        y0 = int(cy - min(box, ny) / 2.0)
+        for j, cx in enumerate(xc):
+            x0 = int(cx - min(box, nx) / 2.0)
+            grids[:, i, j] = lower_tail_noise(data[y0 : y0 + box, x0 : x0 + box])
+    whole = lower_tail_noise(data)
+    for k in range(2):
+        grids[k][~np.isfinite(grids[k]) | ~(grids[1] > 0)] = whole[k]
+    iy = np.interp(np.arange(ny), yc, np.arange(yc.size))
+    ix = np.interp(np.arange(nx), xc, np.arange(xc.size))
+    coords = np.meshgrid(iy, ix, indexing="ij")
+    mean, rms = (map_coordinates(g, coords, order=1, mode="nearest") for g in grids)
+    return mean, rms
 
 
 def link_input(image_path: Path, out_dir: Path) -> Path:
@@ -183,7 +258,8 @@ def run(image_path: Path, out_dir: Path, options: Options, preview: bool) -> dic
     require_primary_hdu(image_path, image, FINDER)
     beam: Beam = beam_from(image.header, options.beam_maj, options.beam_min, options.beam_pa)
     frequency, frequency_source = frequency_from(image.header, options.frequency)
-    box = rms_box(options, image.data.shape)
+    pixel_arcsec = pixel_scale_arcsec(image.wcs)
+    box = rms_box(options, image.data.shape, beam.maj_deg * 3600.0 / pixel_arcsec)
     finite = image.data[np.isfinite(image.data)]
     if finite.size == 0 or finite.min() == finite.max():
         raise InputError("the image has no noise to set a threshold against (constant or blank)")
@@ -197,13 +273,15 @@ def run(image_path: Path, out_dir: Path, options: Options, preview: bool) -> dic
         "thresh_pix": options.thresh_pix,
         "beam": beam.as_tuple,
         "group_by_isl": options.group_by_isl,
+        # a Gaussian is kept only if its peak reaches COMPONENT_MIN_FRACTION of the detection threshold
+        # (PyBDSF's own flag is relative to the island threshold)
+        "flag_minsnr": COMPONENT_MIN_FRACTION * options.thresh_pix / options.thresh_isl,
         "ncores": cores,
         "quiet": True,
+        **noise_kwargs(image, box, out_dir, base),
     }
     if frequency is not None:
         kwargs["frequency"] = frequency
-    if box is not None:
-        kwargs["rms_box"] = box
     native: list[Path] = []
     with redirect_stdout(sys.stderr):  # PyBDSF prints progress: keep stdout for the summary line
         img = bdsf.process_image(str(source_image), **kwargs)
@@ -214,12 +292,14 @@ def run(image_path: Path, out_dir: Path, options: Options, preview: bool) -> dic
                 img.write_catalog(outfile=str(path), format="fits", catalog_type=kind, clobber=True)
                 native.append(path)
     log = source_image.parent / f"{source_image.name}.pybdsf.log"
+    native += [out_dir / f"{base}.pybdsf.{kind}.fits" for kind in ("mean", "rms")]
     if log.is_file():
         native.append(log)
 
     provenance: dict[str, Any] = {k: v for k, v in asdict(options).items() if not k.startswith("beam_")}
     provenance.update(
-        rms_box=list(box) if box else None,
+        rms_box=list(box),
+        noise=kwargs.get("rms_value", "map"),
         frequency=frequency,
         frequency_from=frequency_source,
         ncores=cores,
@@ -227,7 +307,7 @@ def run(image_path: Path, out_dir: Path, options: Options, preview: bool) -> dic
         beam_min_arcsec=beam.min_deg * 3600.0,
         beam_pa_deg=beam.pa_deg,
         beam_from=beam.source,
-        pixel_arcsec=pixel_scale_arcsec(image.wcs),
+        pixel_arcsec=pixel_arcsec,
     )
     provenance.pop("rms_step")
     catalog = Catalog(
@@ -249,7 +329,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description="Find sources in a FITS image with PyBDSF.")
     parser.add_argument("--thresh-isl", type=positive_float, default=3.0, help="island threshold, sigmas")
     parser.add_argument("--thresh-pix", type=positive_float, default=5.0, help="detection threshold, sigmas")
-    parser.add_argument("--rms-box", type=non_negative_int, default=0, help="rms box in pixels (0: auto)")
+    parser.add_argument("--rms-box", type=non_negative_int, default=0, help="rms box in pixels (0: 32 beams)")
     parser.add_argument("--rms-step", type=non_negative_int, default=0, help="rms box step in pixels")
     parser.add_argument("--group-by-isl", action="store_true", help="one source per island")
     parser.add_argument("--frequency", type=non_negative_float, default=None, help="frequency in Hz")

@@ -136,7 +136,7 @@ def _subtract_background(
     mesh = min(max(mesh, _MESH_PX[0]), _MESH_PX[1], max(data.shape))
     bkg = sep.Background(data, mask=mask, bw=mesh, bh=mesh)
     bkg.subfrom(data)
-    rms = _negative_rms(data[~blank])
+    rms = negative_rms(data[~blank])
     if not (math.isfinite(rms) and rms > 0):
         raise InputError("the image background rms is zero: no noise to set a threshold against")
     return rms
@@ -145,12 +145,13 @@ def _subtract_background(
 HALF_NORMAL_MEDIAN = 0.6744897501960817  # median of |x| over x < 0 for unit Gaussian noise
 
 
-def _negative_rms(residual: np.ndarray) -> float:
+def negative_rms(residual: np.ndarray) -> float:
     """The noise rms from the pixels below the background only: sources add nothing there, whereas on a
     crowded map they inflate sep's ``globalrms`` (by 14% on issue 15's map), and the threshold with it.
     The median of their depth, not the mean of its square: the few deep holes a background fit leaves
     next to bright sources and near the image's edges barely move it (with a mean of squares, a tile
-    of a map measured up to 42% more noise than the whole map there, and found fewer faint sources)."""
+    of a map measured up to 42% more noise than the whole map there, and found fewer faint sources).
+    Shared with the other finders through ``cirasa.finders.runners.support``."""
     below = residual[residual < 0].astype(np.float64)
     return float(np.median(-below)) / HALF_NORMAL_MEDIAN if below.size else 0.0
 

@@ -1,8 +1,9 @@
 """What the Python-runner finders (aegean, pybdsf, photutils) share: the job's cores, the beam from the
 header or the options, the command line, and the standard products.
 
-The image loading and product naming come from ``sep_finder``, the first finder, so every finder reads
-images and names its products the same way.
+The image loading, product naming and the noise from the pixels below the background (``negative_rms``)
+come from ``sep_finder``, the first finder, so every finder reads images, names its products and measures
+a crowded map's noise the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from cirasa.finders.catalog import Catalog, write_preview_png, write_products
 from cirasa.finders.runners.naming import add_image_name_argument, named_image
-from cirasa.finders.runners.sep import Image, InputError, load_image, product_base
+from cirasa.finders.runners.sep import Image, InputError, load_image, negative_rms, product_base
 
 __all__ = [
     "JOB_CORES_ENV",
@@ -37,6 +38,7 @@ __all__ = [
     "job_cores",
     "load_image",
     "named_image",
+    "negative_rms",
     "non_negative_float",
     "non_negative_int",
     "pixel_scale_arcsec",

@@ -10,20 +10,21 @@ majority of the finders that ran and at least 2), or when one finder alone found
 ``solo-snr`` times the noise: a bright source is real even when only one method separates it from its
 neighbour).
 
-The defaults come from issue 15's crowded map (``bench/finders.py --sky realistic``, seeds 1-3): sep and
-photutils at 4.5 sigma, a source kept when either found it (``min-votes`` 1). Their misses are largely
-different (blends, wings of bright sources) while at 4.5 sigma each reports almost no noise, so the union
-finds 82-84% of the sources above 5 sigma at 99.6-100% reliability, more than any one finder with its
-own defaults (sep 78-81%, aegean 82%, pybdsf 80%, photutils 67%). A majority of the two (both must agree)
-was 100% reliable but only 75% complete; adding pybdsf to the union found 87% but fell to 99.2% on
-some maps. Deeper runs or more finders call for ``min-votes`` 2 or more.
+The defaults come from issue 15's crowded map (``bench/finders.py --sky realistic``, seeds 1-3, each
+finder with its own tuned defaults): sep, photutils and pybdsf at 4.25 sigma, a source kept when two of
+the three found it (``min-votes`` 0, a majority). It finds 90.4 / 89.5 / 89.2% of the sources above
+5 sigma at 99.65-99.66% reliability, more than any one finder (pybdsf 89.9 / 88.9 / 89.1% at 99.6%,
+photutils 82-84%, sep 78-81%) and more reliably. Tried and not chosen: the same vote at 4 sigma (90.6 /
+90.0 / 89.5%, but 99.45% on seed 2) and at 4.5 sigma (89.9 / 88.6 / 88.6%, no more complete than pybdsf
+alone); sep and photutils either one at 4.5 sigma (86.4 / 86.1 / 85.0% at 99.3-99.7%) or at 5 sigma
+(85.4 / 84.1 / 82.9%); sep and photutils both at 4 sigma (75.5%, 100%).
 
 ``cirasa.finders.consensus`` has the rule; the provenance of every source (which finders, their ids,
 positions and fluxes) and the vote on every merged source are ``consensus-<image>.json``.
 
-Resources: the finders run at once, one core each (at most 4 finders), so the job asks for as many cores
-as finders, for the sum of their memory (they are all in memory together) and for the longest of their
-wall times.
+Resources: the finders run at once, one core each (at most 4 finders), when the job has as many cores;
+on fewer they take turns. So the job asks for one core and up to as many as finders, for the sum of
+their memory (they may all be in memory together) and for the longest of their wall times.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ FINDER_APPS: dict[str, App] = {
     "aegean": aegean.APP,
     "pybdsf": pybdsf.APP,
 }
-DEFAULT_FINDERS = "sep,photutils"
-DEFAULT_SEEDTHR = 4.5
-DEFAULT_MIN_VOTES = 1
+DEFAULT_FINDERS = "sep,photutils,pybdsf"
+DEFAULT_SEEDTHR = 4.25
+DEFAULT_MIN_VOTES = 0  # a majority
 MAX_FINDERS = 4
 
 
@@ -81,11 +82,11 @@ class FinderListOption(Option):
 
 
 def resources(finders: tuple[str, ...]) -> ResourceRequest:
-    """One core per finder, the sum of their memory, the longest of their wall times."""
+    """One core at least and one per finder at most, the sum of their memory, the longest wall time."""
     apps = [FINDER_APPS[name] for name in finders]
     cores = max(1, min(len(apps), MAX_FINDERS))
     return ResourceRequest(
-        min_cores=cores,
+        min_cores=1,
         max_cores=cores,
         min_memory_gib=sum(a.resources.min_memory_gib for a in apps),
         max_memory_gib=sum(a.resources.max_memory_gib for a in apps),
