@@ -33,6 +33,7 @@ from astropy.coordinates import search_around_sky
 from astropy.io import fits
 
 from cirasa.cli.runtime import in_process
+from cirasa.common.logs import configure_logging
 from cirasa.common.settings import PlatformConfig, Settings
 from cirasa.finders.catalog import Catalog, read_catalog_json
 from cirasa.finders.compare import match, table_from_catalog
@@ -172,6 +173,7 @@ async def through_platform(image: Path, work: Path, args: argparse.Namespace) ->
     """The same two ways through the five services (in process, a local platform of ``--processes``
     cores): one sep job on the whole map, and a tiled request; wall times from submission to the
     job's SUCCESS and to the merged catalogue."""
+    configure_logging("WARNING", json=False)
     settings = Settings(
         data_dir=work / "platform" / "data",
         jobs_dir=work / "platform" / "jobs",
