@@ -57,6 +57,7 @@ from cirasa.finders.runners.support import (
     beam_from,
     job_cores,
     load_image,
+    lower_tail_noise,
     named_image,
     non_negative_int,
     pixel_scale_arcsec,
@@ -154,21 +155,6 @@ def run_bane(
     return Path(f"{out_base}_bkg.fits"), Path(f"{out_base}_rms.fits")
 
 
-#: the fractions of Gaussian noise below -2 and -1 sigma
-LOWER_TAIL = (0.022750131948179195, 0.15865525393145707)
-
-
-def lower_tail_rms(residual: np.ndarray) -> float:
-    """The noise from the spread of the lower tail of the pixels: the distance between their -2 and -1
-    sigma quantiles. Sources barely reach below -1 sigma, and the spread does not depend on where the
-    background was put (``negative_rms`` of a map minus a background biased up by the crowd is not)."""
-    finite = residual[np.isfinite(residual)].astype(np.float64)
-    if finite.size == 0:
-        return 0.0
-    low, high = np.quantile(finite, LOWER_TAIL)
-    return float(high - low)
-
-
 def rescale_rms(image: Image, bkg_path: Path, rms_path: Path) -> float:
     """Scale BANE's rms map in place so that its median is the lower-tail noise of the image minus BANE's
     background (BANE's clipped rms keeps the crowd's wings: 23.1 uJy for 20 on issue 15's map); BANE's
@@ -180,7 +166,9 @@ def rescale_rms(image: Image, bkg_path: Path, rms_path: Path) -> float:
         header = rms_hdus[0].header.copy()
     if background.shape != image.data.shape:
         return 1.0
-    noise = lower_tail_rms(np.asarray(image.data, dtype=np.float64) - background)
+    # the spread of the lower tail, which does not depend on where BANE put the background
+    # (``negative_rms`` of a map minus a background biased up by the crowd does)
+    noise = lower_tail_noise(np.asarray(image.data, dtype=np.float64) - background, min_pixels=1)[1]
     finite = rms[np.isfinite(rms) & (rms > 0)]
     if not (noise > 0 and finite.size):
         return 1.0

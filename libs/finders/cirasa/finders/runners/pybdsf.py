@@ -41,7 +41,6 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.ndimage import map_coordinates
-from scipy.special import ndtr
 
 from cirasa.finders.catalog import Catalog, CatalogSource
 from cirasa.finders.runners.support import (
@@ -53,6 +52,7 @@ from cirasa.finders.runners.support import (
     header_float,
     job_cores,
     load_image,
+    lower_tail_noise,
     named_image,
     non_negative_float,
     non_negative_int,
@@ -71,8 +71,6 @@ PROG = "pybdsf_finder"
 BOX_BEAMS = 32
 #: a fitted Gaussian fainter than this fraction of thresh-pix (in local sigmas) is flagged and dropped
 COMPONENT_MIN_FRACTION = 0.9
-#: the lower-tail quantiles the noise is measured at: -2 and -1 sigma of a Gaussian
-TAIL_Z = (-2.0, -1.0)
 
 
 @dataclass(frozen=True)
@@ -144,18 +142,6 @@ def noise_kwargs(image: Image, box: tuple[int, int], out_dir: Path, base: str) -
         # PyBDSF opens them relative to the image's directory, out_dir (``link_input``)
         "rmsmean_map_filename": [p.name for p in paths],
     }
-
-
-def lower_tail_noise(values: np.ndarray) -> tuple[float, float]:
-    """The background level and noise rms of a patch of sky from the lower tail of its pixel values only
-    (the -2 and -1 sigma quantiles): sources only add flux, so on a crowded map they widen the upper side
-    and raise the clipped rms (PyBDSF's measured 29 uJy for 20), while the lower tail stays the noise's."""
-    finite = values[np.isfinite(values)]
-    if finite.size < 16:
-        return math.nan, math.nan
-    low, high = np.percentile(finite, [100.0 * float(ndtr(z)) for z in TAIL_Z])
-    sigma = float(high - low) / (TAIL_Z[1] - TAIL_Z[0])
-    return float(high) - TAIL_Z[1] * sigma, sigma
 
 
 def _centres(n: int, box: int, step: int) -> np.ndarray:

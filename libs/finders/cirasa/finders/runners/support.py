@@ -37,6 +37,7 @@ __all__ = [
     "header_float",
     "job_cores",
     "load_image",
+    "lower_tail_noise",
     "named_image",
     "negative_rms",
     "non_negative_float",
@@ -49,6 +50,26 @@ __all__ = [
     "run_cli",
     "write_standard_products",
 ]
+
+#: the lower-tail quantiles the noise is measured at: -2 and -1 sigma of a Gaussian, and the fractions of
+#: Gaussian noise below them
+TAIL_Z = (-2.0, -1.0)
+TAIL_FRACTIONS = (0.022750131948179195, 0.15865525393145707)
+
+
+def lower_tail_noise(values: np.ndarray, min_pixels: int = 16) -> tuple[float, float]:
+    """The background level and noise rms of a patch of sky from the lower tail of its pixel values only
+    (the -2 and -1 sigma quantiles): sources only add flux, so on a crowded map they widen the upper side
+    and raise a clipped rms (PyBDSF measured 29 uJy for 20, BANE 23.1), while the lower tail stays the
+    noise's, and the spread between the quantiles does not depend on where a background was put. NaN for
+    fewer than ``min_pixels`` finite pixels."""
+    finite = values[np.isfinite(values)]
+    if finite.size < max(min_pixels, 1):
+        return math.nan, math.nan
+    low, high = np.quantile(finite, TAIL_FRACTIONS)
+    sigma = float(high - low) / (TAIL_Z[1] - TAIL_Z[0])
+    return float(high) - TAIL_Z[1] * sigma, sigma
+
 
 # Each finder module copies OMP_NUM_THREADS (the cores the local runner reserved for the job) here before
 # it pins the numerical libraries to one thread; the finder then spends the cores on worker processes.
