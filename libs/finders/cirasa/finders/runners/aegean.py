@@ -17,17 +17,9 @@ Two defects of AegeanTools 2.3.5 are worked around here:
   name is aliased to ``numpy.linalg`` before any fit runs.
 """
 
-import os
+import cirasa.finders.runners.single_threaded  # noqa: F401 (first: one BLAS thread, before numpy)
 
-# The local runner reserves the job's cores and announces them as OMP_NUM_THREADS & co. Keep the count
-# for BANE's worker processes, and keep BLAS single-threaded: Aegean's fits are 2-3x slower with threaded
-# BLAS on a shared machine. This must run before numpy is first imported.
-os.environ.setdefault("CIRASA_JOB_CORES", os.environ.get("OMP_NUM_THREADS", ""))
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["VECLIB_MAXIMUM_THREADS"] = "1"
-os.environ["NUMEXPR_NUM_THREADS"] = "1"
+# isort: split
 
 import argparse
 import logging

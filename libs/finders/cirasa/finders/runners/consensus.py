@@ -13,18 +13,11 @@ A finder that fails is reported on stderr (one line each) and the others still v
 the runner exits 1. Bad input (an unknown finder, an unreadable image) exits 2 with one line on stderr.
 """
 
-import os
+import cirasa.finders.runners.single_threaded  # noqa: F401 (first: one BLAS thread, before numpy)
 
-# The local runner announces the job's cores as OMP_NUM_THREADS; keep them for the finders, and this
-# process single-threaded. This must run before numpy is first imported.
-os.environ.setdefault("CIRASA_JOB_CORES", os.environ.get("OMP_NUM_THREADS", ""))
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["VECLIB_MAXIMUM_THREADS"] = "1"
-os.environ["NUMEXPR_NUM_THREADS"] = "1"
-
+# isort: split
 import argparse
+import os
 import subprocess
 import sys
 from collections.abc import Sequence

@@ -19,17 +19,9 @@ must have a third of a beam's area in pixels (and at least ``minarea``). Why the
 (``cirasa.finders.specs.photutils``).
 """
 
-import os
+import cirasa.finders.runners.single_threaded  # noqa: F401 (first: one BLAS thread, before numpy)
 
-# The local runner reserves the job's cores and announces them as OMP_NUM_THREADS & co. The deblending
-# spends them on worker processes, so BLAS stays single-threaded in each of them. This must run before
-# numpy is first imported.
-os.environ.setdefault("CIRASA_JOB_CORES", os.environ.get("OMP_NUM_THREADS", ""))
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["VECLIB_MAXIMUM_THREADS"] = "1"
-os.environ["NUMEXPR_NUM_THREADS"] = "1"
+# isort: split
 
 import argparse
 import math

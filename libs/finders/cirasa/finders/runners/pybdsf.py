@@ -14,17 +14,9 @@ The background and noise are measured here, not by PyBDSF: its clipped rms count
 confused map as noise (``lower_tail_noise``; the reasoning and figures are in ``specs/pybdsf.py``).
 """
 
-import os
+import cirasa.finders.runners.single_threaded  # noqa: F401 (first: one BLAS thread, before numpy)
 
-# The local runner reserves the job's cores and announces them as OMP_NUM_THREADS & co. PyBDSF spends
-# them on fitting processes (ncores), so BLAS stays single-threaded in each of them. This must run before
-# numpy is first imported.
-os.environ.setdefault("CIRASA_JOB_CORES", os.environ.get("OMP_NUM_THREADS", ""))
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["VECLIB_MAXIMUM_THREADS"] = "1"
-os.environ["NUMEXPR_NUM_THREADS"] = "1"
+# isort: split
 
 import argparse
 import math
