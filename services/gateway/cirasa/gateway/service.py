@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
+from cirasa.backends.staging import StagingPolicy
 from cirasa.common.events import (
     TERMINAL_STATES,
     CancelRequested,
@@ -82,6 +83,8 @@ class Gateway(Service):
         self.broker = BrokerState(self.db, self.name)
         self.quotas = Quotas(self.db, self.settings.gateway.quotas)
         self.idempotency = Idempotency(self.db)
+        # what the platforms may fetch, checked once (a bad policy stops the start, as the scheduler's)
+        self.staging_policy = StagingPolicy.model_validate(self.settings.staging.policy)
         gateway = self.settings.gateway
         self.reproposal = Reproposal(
             self.jobs,

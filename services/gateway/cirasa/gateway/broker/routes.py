@@ -113,9 +113,7 @@ async def parse_proposal(gateway: Gateway, user: str, body: Any) -> tuple[Parsed
         max(p.max_duration_s for p in platforms),
     )
     parsed = parse_request(body, limits)
-    parsed.no += refused_sources(
-        parsed.staging, StagingPolicy.model_validate(gateway.settings.staging.policy)
-    )
+    parsed.no += refused_sources(parsed.staging, gateway.staging_policy)
     files = []
     for file_id in parsed.input_ids:
         file = await gateway.find_file(user, file_id)
