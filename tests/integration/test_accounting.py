@@ -150,3 +150,32 @@ async def test_the_platform_usage_is_recomputed_every_few_seconds_and_never_drop
     assert usage_published(broker) == ["ann", "*"]  # ... and comes, with no new event
     usage = await service.usage.get("*")
     assert usage is not None and usage.current["njobs_completed"] == 1
+
+
+async def test_a_costly_recount_is_due_again_only_after_twenty_times_its_cost(
+    settings: Settings, monkeypatch: Any
+) -> None:
+    broker = MemoryBroker()
+    service = accounting(settings, broker)
+    clock = [1000.0]
+    monkeypatch.setattr("cirasa.accounting.service.time.monotonic", lambda: clock[0])
+    user_usage = service.user_usage
+
+    async def slow_usage(user: str) -> dict[str, Any]:
+        clock[0] += 0.5  # as a recount over many jobs takes
+        return await user_usage(user)
+
+    monkeypatch.setattr(service, "user_usage", slow_usage)
+    await service.on_job_state_changed(changed("j", 1, JobState.RUNNING))
+    await service.publish_dirty()
+    assert "ann" in usage_published(broker)
+    broker.published.clear()
+    await service.on_job_state_changed(changed("j", 2, JobState.SUCCESS))
+    clock[0] += 5.0
+    await service.publish_dirty()
+    assert "ann" not in usage_published(broker)  # due 10 s after the last one started
+    clock[0] += 5.0
+    await service.publish_dirty()  # no new event: the mark was kept
+    assert usage_published(broker).count("ann") == 1
+    usage = await service.usage.get("ann")
+    assert usage is not None and usage.current["njobs_completed"] == 1

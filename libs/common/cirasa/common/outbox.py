@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from cirasa.common.bus import Bus
-from cirasa.common.events import Event, as_utc, decode_event, utcnow
+from cirasa.common.events import Event, as_utc, utcnow
 from cirasa.common.metrics import OUTBOX_PENDING
 from cirasa.common.store import Collection
 
@@ -146,7 +146,7 @@ class OutboxRelay:
         out: list[str] = []
 
         async def publish(entry: Entry) -> None:
-            await self._bus.publish(decode_event(entry["body"]))
+            await self._bus.publish_stored(entry["body"])
             out.append(entry["event_id"])
 
         try:

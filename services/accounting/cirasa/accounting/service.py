@@ -4,6 +4,11 @@ Events update this service's own copies of jobs and files (seq-guarded, idempote
 each) and mark the user dirty in memory; a loop recomputes dirty users about once a second and
 publishes UsageUpdated (per user, and for ``*``, the whole platform) in caesar-rest's field names.
 The marks die with the process, so a starting service recomputes every user once.
+
+A recount sums every job of its user (the platform's: every job) and so costs more as jobs pile up.
+Each is therefore due again only after ``RECOUNT_COST_FACTOR`` times what the last one took (and the
+platform's after ``PLATFORM_USAGE_EVERY_S`` at least): the recounts take a bounded share of the
+service's time, however many jobs there are, and the figures lag by at most that much.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from cirasa.common.store.documents import Documents
 
 JOBSIZE_REFRESH_S = 60.0
 PLATFORM_USAGE_EVERY_S = 5.0  # the platform-wide usage (every job, every file) is recomputed this often
+RECOUNT_COST_FACTOR = 20.0  # a recount is due again after 20 times what it took: at most ~5% of the time
 
 _STATE_FIELDS = {
     JobState.SUCCESS.value: "njobs_completed",
@@ -61,7 +67,7 @@ class Accounting(Service):
         self._jobsizes: dict[str, tuple[float, float]] = {}
         self._dirty: set[str] = set()  # users whose usage is to be published again
         self._recounted = False  # every user is recomputed once after a start
-        self._platform_at = -math.inf  # when the platform-wide usage was last computed (monotonic)
+        self._due_at: dict[str, float] = {}  # when each user's recount is due again (monotonic)
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
@@ -148,19 +154,21 @@ class Accounting(Service):
         # take the marks first: an event landing while we compute marks its user dirty again
         dirty, self._dirty = self._dirty, set()
         now = time.monotonic()
-        if ALL_USERS in dirty and now - self._platform_at < PLATFORM_USAGE_EVERY_S:
-            dirty.discard(ALL_USERS)  # the platform's figures sum every job: at most every few seconds
-            self._dirty.add(ALL_USERS)
-        elif ALL_USERS in dirty:
-            self._platform_at = now
+        waiting = {who for who in dirty if self._due_at.get(who, -math.inf) > now}
+        self._dirty |= waiting  # not due yet: a later round, with no new event needed
+        dirty -= waiting
         while dirty:
             who = min(dirty)
+            started = time.monotonic()
             try:
                 await self._publish_usage(who)
             except BaseException:
                 self._dirty |= dirty  # this user and the rest: next round
                 raise
             dirty.discard(who)
+            took = time.monotonic() - started
+            floor = PLATFORM_USAGE_EVERY_S if who == ALL_USERS else 0.0
+            self._due_at[who] = started + max(floor, RECOUNT_COST_FACTOR * took)
 
     async def _publish_usage(self, who: str) -> None:
         usage = await (self.platform_usage() if who == ALL_USERS else self.user_usage(who))

@@ -15,7 +15,7 @@ import structlog
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
-from cirasa.common.events import Event
+from cirasa.common.events import Event, decode_event
 from cirasa.common.metrics import EVENT_HANDLING, EVENTS_CONSUMED
 from cirasa.common.store import Inbox
 
@@ -70,6 +70,10 @@ class Bus(ABC):
     @abstractmethod
     async def publish(self, event: Event) -> None:
         """Return only once the broker has the event durably (publisher confirm)."""
+
+    async def publish_stored(self, body: str) -> None:
+        """Publish an event as an outbox stored it (its JSON form, written by ``model_dump_json``)."""
+        await self.publish(decode_event(body))
 
     @abstractmethod
     async def dead_letter(self, body: bytes, routing_key: str, queue: str, error: str) -> None: ...
