@@ -47,8 +47,8 @@ MUTANTS = (
     Mutant(
         "a failed delivery acked instead of requeued",
         "libs/common/cirasa/common/bus/rabbit.py",
-        "await msg.nack(requeue=True)",
-        "await msg.ack()",
+        "await self._acks.requeue(msg.channel, tag)",
+        "self._acks.finished(msg.channel, tag)",
         ("tests/integration/test_bus_failures.py",),
     ),
     Mutant(
@@ -62,7 +62,8 @@ MUTANTS = (
         "acked before the handler ran",
         "libs/common/cirasa/common/bus/rabbit.py",
         'outcome = await self.consume(sub, msg.body, msg.routing_key or "")',
-        'await msg.ack()\n            outcome = await self.consume(sub, msg.body, msg.routing_key or "")',
+        "self._acks.finished(msg.channel, tag)\n"
+        '            outcome = await self.consume(sub, msg.body, msg.routing_key or "")',
         ("tests/integration/test_bus_failures.py",),
     ),
     Mutant(

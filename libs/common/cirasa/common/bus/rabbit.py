@@ -7,8 +7,9 @@
   directly: aio-pika's ``Message`` (a locked object, its properties rebuilt on every access) cost a
   publish more than framing it; an outbox entry goes out as it was stored, not decoded and encoded
   again;
-* manual ack after the handler; a handler failure requeues, a poison message is dead-lettered
-  with the error in the ``x-error`` header;
+* manual ack after the handler, coalesced with the acks of the deliveries finished meanwhile
+  (``acks``); a handler failure requeues, a poison message is dead-lettered with the error in the
+  ``x-error`` header;
 * aio-pika's robust connection reconnects and re-declares the topology and the consumers by itself.
 
 Messages are consumed with aio-pika directly: FastStream's subscriber path (middlewares, dependency
@@ -37,6 +38,7 @@ from aio_pika.abc import (
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 
+from cirasa.common.bus.acks import Acks
 from cirasa.common.bus.base import Bus, Outcome, Subscription
 from cirasa.common.events import EVENT_TYPES, Event
 from cirasa.common.metrics import EVENTS_PUBLISHED
@@ -70,6 +72,7 @@ class RabbitBus(Bus):
         self._dlx: AbstractExchange | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._acks = Acks()
 
     def subscribe(self, event_cls: type[Any], handler: Any) -> None:
         super().subscribe(event_cls, handler)
@@ -104,12 +107,13 @@ class RabbitBus(Bus):
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
+        tag = msg.delivery_tag or 0  # a consumer's deliveries always carry one
         try:
             outcome = await self.consume(sub, msg.body, msg.routing_key or "")
             if outcome is Outcome.RETRY:
-                await msg.nack(requeue=True)
+                await self._acks.requeue(msg.channel, tag)
             else:
-                await msg.ack()
+                self._acks.finished(msg.channel, tag)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -124,6 +128,7 @@ class RabbitBus(Bus):
         self._consumers.clear()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=GRACEFUL_STOP_S)
+        await self._acks.drain()  # what the handlers finished is acked, not delivered again
         if self.connection is not None:
             await self.connection.close()
         self.connection = self._channel = self._events = self._dlx = None
