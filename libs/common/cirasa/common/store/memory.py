@@ -18,7 +18,9 @@ added here, so no production code path has to know it talks to a double:
   same pass (mongomock copied every matching document twice, then a find_one kept the first). What a
   caller gets or gives stays its own: mutating it never changes what is stored;
 * no TTL indexes (mongomock would rescan the whole collection for expired documents on every
-  access, and nothing in memory lives as long as a TTL anyway);
+  access, and nothing in memory lives as long as a TTL anyway), so a lookup by key is one dict
+  lookup; and what mongomock recomputed on every write, though it never changes in a process (the
+  server's version, PyMongo's version compared with a parsed constant), is computed once;
 * interleaving: every call yields to the event loop before it runs, as a call to a server does, so
   two coroutines can interleave between a read and a conditional write (a compare-and-swap that
   forgot its condition loses updates here too, as it would against a server). Each call itself
@@ -121,6 +123,9 @@ def _adapt_mongomock() -> None:
     _patch(collection._updaters, "$set", _set_updater, item=True)
     _patch(mongomock_store.CollectionStore, "__setitem__", store_setitem)  # keeps the indexes in step
     _patch(mongomock_store.CollectionStore, "__delitem__", store_delitem)
+    _patch(mongomock_store.CollectionStore, "__contains__", _store_contains)
+    _patch(mongomock_store.CollectionStore, "__getitem__", _store_getitem)
+    _patch(collection, "version", types.SimpleNamespace(parse=functools.cache(collection.version.parse)))
     for name, method in (
         ("_iter_documents", _iter_documents),
         ("create_index", _create_index_without_ttl),
@@ -134,6 +139,24 @@ def _adapt_mongomock() -> None:
         _patch(cls, name, method)
     _patch(collection.Cursor, "_compute_results", _compute_results)
     setattr(cls, "_cirasa_adapted", True)  # noqa: B010
+
+
+def _store_contains(self: Any, key: Any) -> bool:
+    """``CollectionStore.__contains__`` without its expiry scan (no TTL here) and its reader lock (a
+    dict lookup is atomic, and the double is used from one event loop)."""
+    return key in self._documents
+
+
+def _store_getitem(self: Any, key: Any) -> Doc:
+    found: Doc = self._documents[key]
+    return found
+
+
+@functools.cache
+def _before_5(client_version: str) -> bool:
+    """Whether a server of this version refuses an empty update operator (mongomock asked the client
+    for its server info, a parse of the version string, on every update)."""
+    return [int(part) for part in client_version.split(".")[:1]] < [5]
 
 
 # --- copies -------------------------------------------------------------------------------------------
@@ -411,7 +434,7 @@ def _update(
     collection.validate_list_or_mapping("document", document)
     if isinstance(document, list):
         collection._validate_document_stages(document)
-    elif self.database.client.server_info()["versionArray"] < [5]:
+    elif _before_5(self.database.client._server_version):
         for operator in collection._updaters:
             if not document.get(operator, True):
                 raise collection.WriteError(f"'{operator}' is empty. You must specify a field like so: ...")
