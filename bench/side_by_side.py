@@ -8,7 +8,10 @@ Starts, one at a time and interleaved over ``--rounds`` rounds,
 * ``gateway``: ``cirasa gateway`` alone on RabbitMQ (the other four not running: proposals queue up,
   and its admission limit is lifted, since nobody answers them);
 * ``five``: the five services as processes on RabbitMQ (``ProcessStack``);
-* ``dev``: ``cirasa dev`` (all five in one process, in-memory bus and store),
+* ``dev``: ``cirasa dev`` (all five in one process, in-memory bus and store);
+* ``floor``: ``bare`` plus ``bench/bare_consumers.py`` as planner, accounting and the gateway's
+  consumer: every message a refused submission makes in ``five``, with the same client and
+  guarantees and nothing else — what any implementation of the event contract costs at least,
 
 and loads each with the same generator, ``wrk -t1 -c<connections> -d<duration>s --latency`` posting
 caesar's ``POST /caesar/api/v1.0/job`` (``bench/side_by_side.lua``). The job is one the planner
@@ -71,7 +74,8 @@ from cirasa.common.events import EVENT_TYPES, TERMINAL_STATES
 API = "/caesar/api/v1.0"
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "side_by_side.lua"
-TARGETS = ("bare", "gateway", "five", "dev")
+TARGETS = ("bare", "gateway", "five", "dev", "floor")
+FLOOR_ROLES = ("planner", "accounting", "gateway")  # bench/bare_consumers.py's
 PROPOSAL_CONSUMERS = ("planner", "accounting")  # who consumes task.proposed in the real topology
 PLATFORM_MAX_S = 300  # the platform's longest job ...
 WALLTIME_S = 600  # ... and what every benchmark job asks for: the planner refuses it
@@ -244,8 +248,11 @@ class Harness:
     def start(self, name: str, rnd: int) -> Target:
         rundir = self.workdir / f"{name}{rnd}"
         rundir.mkdir()
-        if name == "bare":
-            return self.start_bare(rundir, rnd)
+        if name in ("bare", "floor"):
+            target = self.start_bare(rundir, rnd)
+            if name == "floor":
+                target.name, target.pids = name, {**target.pids, **self.start_consumers(rundir, target)}
+            return target
         if name == "dev":
             exchange = f"bench.sbs.dev{rnd}"  # in memory: nothing is declared on RabbitMQ
             stack = self.start_stack(rundir, exchange, ("dev",))
@@ -279,6 +286,25 @@ class Harness:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", proc, 60)
         return Target("bare", url, {"bare": proc.pid}, exchange, None, data_inputs=str(uuid.uuid4()))
+
+    def start_consumers(self, rundir: Path, target: Target) -> dict[str, int]:
+        """bench/bare_consumers.py in each role, on the bare gateway's exchange, once they consume."""
+        started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        for role in FLOOR_ROLES:
+            cmd = [sys.executable, str(HERE / "bare_consumers.py"), "--role", role]
+            cmd += ["--exchange", target.exchange or "", "--amqp-url", self.args.amqp_url]
+            path = rundir / f"floor-{role}.log"
+            with path.open("ab") as log:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.procs.append(proc)
+            started[role] = (proc, path)
+        deadline = time.monotonic() + 60
+        for role, (proc, path) in started.items():
+            while "ready" not in path.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"bare_consumers --role {role} did not start: see {path}")
+                time.sleep(0.1)
+        return {f"floor-{role}": proc.pid for role, (proc, _) in started.items()}
 
     def stop_all(self) -> None:
         """Every process, then every exchange and queue this harness made; safe to call twice."""
