@@ -16,6 +16,9 @@ same delivery guarantees, and nothing more (no store, no inbox, no event models,
 Queues are named and bound as the services' (``<exchange>.<service>.<routing key>``, durable,
 dead-lettering to ``<exchange>.dlx``), prefetch 32, one ack per delivery as a plain consumer does.
 ``bench/side_by_side.py --targets floor`` runs it: the floor under any implementation of this contract.
+
+``--batch`` (with ``bare_gateway.py --batch``): messages hold JSON arrays of events; the planner
+answers a message of proposals with one message of OfferMades and one of JobStateChangeds.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ ROLES = {
     "gateway": ("offer.made", "job.state.changed"),
 }
 PREFETCH = 32
+KEYS = ("offer.made", "job.state.changed")  # the planner's answers to a proposal, in answers()' order
 
 
 def answers(proposal: dict[str, object]) -> list[tuple[str, bytes]]:
@@ -66,7 +70,7 @@ def answers(proposal: dict[str, object]) -> list[tuple[str, bytes]]:
         "seq": 1,
         "app": proposal.get("app", ""),
     }
-    return [("offer.made", json.dumps(no).encode()), ("job.state.changed", json.dumps(aborted).encode())]
+    return list(zip(KEYS, (json.dumps(no).encode(), json.dumps(aborted).encode()), strict=True))
 
 
 async def publish(exchange: AbstractExchange, routing_key: str, body: bytes) -> None:
@@ -76,7 +80,7 @@ async def publish(exchange: AbstractExchange, routing_key: str, body: bytes) -> 
     await exchange.publish(message, routing_key=routing_key, mandatory=False)
 
 
-async def run(role: str, amqp_url: str, exchange_name: str, stop: asyncio.Event) -> None:
+async def run(role: str, amqp_url: str, exchange_name: str, stop: asyncio.Event, batch: bool) -> None:
     connection = await aio_pika.connect_robust(amqp_url, client_properties={"connection_name": role})
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
@@ -85,7 +89,12 @@ async def run(role: str, amqp_url: str, exchange_name: str, stop: asyncio.Event)
 
         async def on_proposal(msg: AbstractIncomingMessage) -> None:
             proposal = json.loads(msg.body)
-            await asyncio.gather(*(publish(exchange, key, body) for key, body in answers(proposal)))
+            if batch:  # one message per kind of answer, holding the answers to every proposal
+                replies = [answers(p) for p in proposal]
+                out = [(key, b"[" + b",".join(r[i][1] for r in replies) + b"]") for i, key in enumerate(KEYS)]
+            else:
+                out = answers(proposal)
+            await asyncio.gather(*(publish(exchange, key, body) for key, body in out))
             await msg.ack()
 
         async def on_other(msg: AbstractIncomingMessage) -> None:
@@ -109,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--role", choices=sorted(ROLES), required=True)
     parser.add_argument("--exchange", required=True)
+    parser.add_argument("--batch", action="store_true", help="messages hold JSON arrays of events")
     parser.add_argument(
         "--amqp-url", default=os.environ.get("CIRASA_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     )
@@ -119,7 +129,7 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(args.role, args.amqp_url, args.exchange, stop)
+        await run(args.role, args.amqp_url, args.exchange, stop, args.batch)
 
     try:
         import uvloop  # as the services run

@@ -8,14 +8,20 @@ persistent TaskProposed-like message with publisher confirms to a durable topic 
 ``task.proposed``) and answers 202 with a job id. Nothing is stored. This is what the gateway's submit
 path would cost with nothing but the HTTP framework and the broker client: ``bench/side_by_side.py``
 compares the real services with it. ``/healthz`` answers once the broker is connected.
+
+``--batch`` prices a contract that carries several events per message: a request's proposal waits
+while the previous message is being confirmed, then goes out with every other proposal that arrived
+meanwhile, as one message holding a JSON array (group commit; one request alone goes out at once).
+Each 202 still comes after the broker confirmed the message holding its proposal.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -54,10 +60,43 @@ class Proposal(BaseModel):
     walltime_s: int | None
 
 
-def create_app(amqp_url: str, exchange_name: str) -> FastAPI:
+class GroupCommit:
+    """One message in flight at a time; what arrives meanwhile goes out together next."""
+
+    def __init__(self, send: Callable[[bytes], Awaitable[object]]) -> None:
+        self._send = send
+        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+        self._busy = False
+
+    async def publish(self, item_json: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item_json, done))
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._send(("[" + ",".join(item for item, _ in batch) + "]").encode())
+                except Exception as exc:
+                    for _, done in batch:
+                        done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        done.set_result(None)
+        finally:
+            self._busy = False
+
+
+def create_app(amqp_url: str, exchange_name: str, batch: bool = False) -> FastAPI:
     broker = RabbitBroker(amqp_url, default_channel=Channel(publisher_confirms=True), logger=None)
     exchange = RabbitExchange(exchange_name, type=ExchangeType.TOPIC, durable=True)
     publisher = broker.publisher(routing_key=ROUTING_KEY, exchange=exchange, persist=True)
+    group = GroupCommit(lambda body: publisher.publish(body, content_type="application/json"))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,11 +128,14 @@ def create_app(amqp_url: str, exchange_name: str) -> FastAPI:
             tag=body.tag,
             walltime_s=body.walltime_s,
         )
-        await publisher.publish(
-            proposal.model_dump_json().encode(),
-            message_id=proposal.event_id,
-            content_type="application/json",
-        )
+        if batch:
+            await group.publish(proposal.model_dump_json())
+        else:
+            await publisher.publish(
+                proposal.model_dump_json().encode(),
+                message_id=proposal.event_id,
+                content_type="application/json",
+            )
         reply = {
             "app": body.app,
             "job_id": job_id,
@@ -123,8 +165,9 @@ def main() -> None:
         choices=["auto", "asyncio", "uvloop"],
         help="uvicorn's event loop (auto: uvloop when installed)",
     )
+    parser.add_argument("--batch", action="store_true", help="several proposals per message (group commit)")
     args = parser.parse_args()
-    app = create_app(args.amqp_url, args.exchange)
+    app = create_app(args.amqp_url, args.exchange, args.batch)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, loop=args.loop)
 
 

@@ -11,7 +11,10 @@ Starts, one at a time and interleaved over ``--rounds`` rounds,
 * ``dev``: ``cirasa dev`` (all five in one process, in-memory bus and store);
 * ``floor``: ``bare`` plus ``bench/bare_consumers.py`` as planner, accounting and the gateway's
   consumer: every message a refused submission makes in ``five``, with the same client and
-  guarantees and nothing else — what any implementation of the event contract costs at least,
+  guarantees and nothing else — what any implementation of the event contract costs at least;
+* ``floor-batched``: ``floor`` with several events per message (``--batch`` of both scripts: the
+  gateway's group commit, the planner answering a message of proposals with one message per kind),
+  what a contract carrying batches would cost at least,
 
 and loads each with the same generator, ``wrk -t1 -c<connections> -d<duration>s --latency`` posting
 caesar's ``POST /caesar/api/v1.0/job`` (``bench/side_by_side.lua``). The job is one the planner
@@ -74,7 +77,7 @@ from cirasa.common.events import EVENT_TYPES, TERMINAL_STATES
 API = "/caesar/api/v1.0"
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "side_by_side.lua"
-TARGETS = ("bare", "gateway", "five", "dev", "floor")
+TARGETS = ("bare", "gateway", "five", "dev", "floor", "floor-batched")
 FLOOR_ROLES = ("planner", "accounting", "gateway")  # bench/bare_consumers.py's
 PROPOSAL_CONSUMERS = ("planner", "accounting")  # who consumes task.proposed in the real topology
 PLATFORM_MAX_S = 300  # the platform's longest job ...
@@ -248,10 +251,12 @@ class Harness:
     def start(self, name: str, rnd: int) -> Target:
         rundir = self.workdir / f"{name}{rnd}"
         rundir.mkdir()
-        if name in ("bare", "floor"):
-            target = self.start_bare(rundir, rnd)
-            if name == "floor":
-                target.name, target.pids = name, {**target.pids, **self.start_consumers(rundir, target)}
+        if name in ("bare", "floor", "floor-batched"):
+            batch = name == "floor-batched"
+            target = self.start_bare(rundir, rnd, batch)
+            if name != "bare":
+                consumers = self.start_consumers(rundir, target, batch)
+                target.name, target.pids = name, {**target.pids, **consumers}
             return target
         if name == "dev":
             exchange = f"bench.sbs.dev{rnd}"  # in memory: nothing is declared on RabbitMQ
@@ -274,12 +279,12 @@ class Harness:
         stack.start(names)
         return stack
 
-    def start_bare(self, rundir: Path, rnd: int) -> Target:
+    def start_bare(self, rundir: Path, rnd: int, batch: bool = False) -> Target:
         exchange = self.new_exchange("bare", rnd)
         asyncio.run(declare_proposal_queues(self.args.amqp_url, exchange))
         port = free_port()
         cmd = [sys.executable, str(HERE / "bare_gateway.py"), "--port", str(port), "--exchange", exchange]
-        cmd += ["--amqp-url", self.args.amqp_url]
+        cmd += ["--amqp-url", self.args.amqp_url, *(["--batch"] if batch else [])]
         log = (rundir / "bare.log").open("ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append(proc)
@@ -287,12 +292,13 @@ class Harness:
         wait_http(url + "/healthz", proc, 60)
         return Target("bare", url, {"bare": proc.pid}, exchange, None, data_inputs=str(uuid.uuid4()))
 
-    def start_consumers(self, rundir: Path, target: Target) -> dict[str, int]:
+    def start_consumers(self, rundir: Path, target: Target, batch: bool) -> dict[str, int]:
         """bench/bare_consumers.py in each role, on the bare gateway's exchange, once they consume."""
         started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for role in FLOOR_ROLES:
             cmd = [sys.executable, str(HERE / "bare_consumers.py"), "--role", role]
             cmd += ["--exchange", target.exchange or "", "--amqp-url", self.args.amqp_url]
+            cmd += ["--batch"] if batch else []
             path = rundir / f"floor-{role}.log"
             with path.open("ab") as log:
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -574,7 +580,7 @@ def fmt_lag(run: Run) -> str:
 def print_run(run: Run) -> None:
     queued = "" if run.backlog is None else f"  left in queues {run.backlog}"
     print(
-        f"round {run.round}  {run.target:<8} {run.rps:8.1f} req/s  p50 {run.p50_ms:6.1f} ms  "
+        f"round {run.round}  {run.target:<13} {run.rps:8.1f} req/s  p50 {run.p50_ms:6.1f} ms  "
         f"p99 {run.p99_ms:6.1f} ms  requests {run.requests}  non-2xx {run.non_2xx}  "
         f"socket errors {run.socket_errors}{queued}{fmt_lag(run)}  ({run.check})",
         flush=True,
@@ -616,7 +622,7 @@ def print_table(runs: list[Run]) -> None:
     bare_rps = med([r.rps for r in by_target.get("bare", [])]) if "bare" in by_target else float("nan")
     print()
     header = (
-        f"{'target':<8} {'rounds':>6} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'target':<13} {'rounds':>6} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'lag p95 ms':>10} {'non-2xx':>7} {'CPU s/1k':>8}  {'goal (issue 14)'}"
     )
     print(header)
@@ -628,7 +634,7 @@ def print_table(runs: list[Run]) -> None:
         ratio = rps / bare_rps
         shown = f"{ratio:6.0%}" if ratio == ratio else f"{'-':>6}"  # no baseline: NaN
         print(
-            f"{name:<8} {len(rs):>6} {rps:8.1f} {shown} {med([r.p50_ms for r in rs]):7.1f} "
+            f"{name:<13} {len(rs):>6} {rps:8.1f} {shown} {med([r.p50_ms for r in rs]):7.1f} "
             f"{p99:7.1f} {'' if lag_p95 is None else f'{lag_p95:.0f}':>10} "
             f"{sum(r.non_2xx for r in rs):>7} {med([r.cpu_total for r in rs]):8.3f}  "
             f"{goal(name, ratio, p99, lag_p95)}"
@@ -639,7 +645,7 @@ def print_table(runs: list[Run]) -> None:
     for name, rs in by_target.items():
         processes = dict.fromkeys(p for r in rs for p in r.cpu_per_1k)
         cpu = {p: med([r.cpu_per_1k[p] for r in rs if p in r.cpu_per_1k]) for p in processes}
-        print(f"  {name:<8} {fmt_cpu(cpu)}")
+        print(f"  {name:<13} {fmt_cpu(cpu)}")
 
 
 # --- main -------------------------------------------------------------------------------------
