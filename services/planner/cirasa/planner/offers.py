@@ -261,17 +261,28 @@ class Offers:
 
     async def say_no(self, doc: Proposal, ev: TaskProposed, reasons: list[str], summary: str) -> None:
         """Answer NO with ``reasons``; an auto-accepted task's job ends ABORTED with ``summary``."""
+        await self._proposals.cas(doc, self._no(doc.id, ev, reasons, summary), state="NO", reasons=reasons)
+
+    async def refuse_unfit(self, ev: TaskProposed, fits: list[Fit]) -> Proposal | None:
+        """NO because no platform could ever run the task, said in the write that stores the proposal;
+        a redelivery gets the stored proposal back instead (None: answered now)."""
+        summary = no_reasons_summary(ev, fits)
+        reasons = [r for f in fits for r in f.reasons] or [summary]
+        events = self._no(ev.correlation_id, ev, reasons, summary)
+        return await self._proposals.open_refused(ev, events, reasons)
+
+    def _no(self, proposal_id: str, ev: TaskProposed, reasons: list[str], summary: str) -> list[Event]:
         env = self._proposals.envelope(ev)
         events: list[Event] = [
-            OfferMade(**env, offer_id=offer_id_for(doc.id, "none"), accepted=False, reasons=reasons)
+            OfferMade(**env, offer_id=offer_id_for(proposal_id, "none"), accepted=False, reasons=reasons)
         ]
         if ev.auto_accept:
             events.append(
                 JobStateChanged(
-                    **env, job_id=doc.id, state=JobState.ABORTED, status=summary, seq=1, app=ev.app
+                    **env, job_id=proposal_id, state=JobState.ABORTED, status=summary, seq=1, app=ev.app
                 )
             )
-        await self._proposals.cas(doc, events, state="NO", reasons=reasons)
+        return events
 
     async def say_no_fit(self, doc: Proposal, ev: TaskProposed, fits: list[Fit]) -> None:
         """NO because no platform could ever run the task."""

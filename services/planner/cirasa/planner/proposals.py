@@ -26,22 +26,43 @@ class Proposals:
 
     async def open(self, ev: TaskProposed) -> Proposal | None:
         """The proposal ``ev`` makes, stored NEW on first delivery; a redelivery finds it as it is."""
-        doc = Proposal(
-            id=ev.correlation_id,
-            state="NEW",
-            version=0,
-            user=ev.user,
-            task=ev,
-            created_at=utcnow(),
-            causation_id=ev.event_id,
-            offers=[],
-            outbox=[],
-        )
+        doc = self._new(ev, "NEW")
         try:
             await self.docs.insert(doc)
         except DuplicateKeyError:
             return await self.docs.get(ev.correlation_id)
         return doc
+
+    async def open_refused(
+        self, ev: TaskProposed, events: Sequence[Event], reasons: list[str]
+    ) -> Proposal | None:
+        """A proposal no platform could ever run, stored NO with the events that say so, in ONE write
+        (what ``open`` then ``cas`` would leave, version 1 included), and published. A redelivery
+        finds the stored proposal as it is and gets it back; None once this call answered it."""
+        queued = queue_claimed(events)
+        doc = self._new(ev, "NO", version=1, reasons=reasons, outbox=queued.entries)
+        try:
+            await self.docs.insert(doc)
+        except DuplicateKeyError:
+            return await self.docs.get(ev.correlation_id)
+        _count_offers(doc, events)
+        await self._relay.flush(self.docs.raw, doc.id, queued.entries)
+        return None
+
+    @staticmethod
+    def _new(ev: TaskProposed, state: ProposalState, version: int = 0, **fields: Any) -> Proposal:
+        return Proposal(
+            id=ev.correlation_id,
+            state=state,
+            version=version,
+            user=ev.user,
+            task=ev,
+            created_at=utcnow(),
+            causation_id=ev.event_id,
+            offers=[],
+            outbox=fields.pop("outbox", []),
+            **fields,
+        )
 
     async def by_offer(self, offer_id: str) -> Proposal | None:
         return await self.docs.find_one({"offers.offer_id": offer_id})

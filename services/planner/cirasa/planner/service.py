@@ -95,14 +95,15 @@ class Planner(Service):
     # --- events ---------------------------------------------------------------------------
 
     async def on_task_proposed(self, ev: TaskProposed) -> None:
-        doc = await self.proposals.open(ev)
+        fits = [static_fit(ev, p) for p in self.settings.platforms]
+        usable = [f.platform for f in fits if f.ok]
+        # a task no platform could ever run is stored already answered: one write, not two
+        doc = await (self.proposals.open(ev) if usable else self.offers.refuse_unfit(ev, fits))
         if doc is not None and doc.state in ("WAITING", "PLACED"):
             await self.waiting.still_held(doc, ev)  # a re-proposal: say we hold it
         if doc is None or doc.state != "NEW":
-            return  # a redelivery, and the first delivery got further: nothing left to do
-        fits = [static_fit(ev, p) for p in self.settings.platforms]
-        usable = [f.platform for f in fits if f.ok]
-        if not usable:
+            return  # answered now, or a redelivery and the first delivery got further
+        if not usable:  # stored NEW by a planner that had not answered it yet
             await self.offers.say_no_fit(doc, ev, fits)
         elif ev.auto_accept:
             await self.waiting.enqueue(doc)
