@@ -79,6 +79,15 @@ def accounting(settings: Settings, broker: MemoryBroker) -> Accounting:
     return service
 
 
+def clocked_accounting(
+    settings: Settings, broker: MemoryBroker, monkeypatch: Any
+) -> tuple[Accounting, list[float]]:
+    """An accounting service whose monotonic clock the test moves (``clock[0]``)."""
+    clock = [1000.0]
+    monkeypatch.setattr("cirasa.accounting.service.time.monotonic", lambda: clock[0])
+    return accounting(settings, broker), clock
+
+
 def changed(job: str, seq: int, state: JobState, user: str = "ann") -> JobStateChanged:
     return JobStateChanged(correlation_id=job, job_id=job, user=user, app="sleep", state=state, seq=seq)
 
@@ -135,9 +144,7 @@ async def test_the_platform_usage_is_recomputed_every_few_seconds_and_never_drop
     settings: Settings, monkeypatch: Any
 ) -> None:
     broker = MemoryBroker()
-    service = accounting(settings, broker)
-    clock = [1000.0]
-    monkeypatch.setattr("cirasa.accounting.service.time.monotonic", lambda: clock[0])
+    service, clock = clocked_accounting(settings, broker, monkeypatch)
     await service.on_job_state_changed(changed("j", 1, JobState.RUNNING))
     await service.publish_dirty()
     assert sorted(usage_published(broker)) == ["*", "ann"]
@@ -156,9 +163,7 @@ async def test_a_costly_recount_is_due_again_only_after_twenty_times_its_cost(
     settings: Settings, monkeypatch: Any
 ) -> None:
     broker = MemoryBroker()
-    service = accounting(settings, broker)
-    clock = [1000.0]
-    monkeypatch.setattr("cirasa.accounting.service.time.monotonic", lambda: clock[0])
+    service, clock = clocked_accounting(settings, broker, monkeypatch)
     user_usage = service.user_usage
 
     async def slow_usage(user: str) -> dict[str, Any]:

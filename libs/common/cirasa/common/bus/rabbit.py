@@ -134,8 +134,10 @@ class RabbitBus(Bus):
         self.connection = self._channel = self._events = self._dlx = None
 
     async def publish(self, event: Event) -> None:
-        await self._send(event.model_dump_json().encode(), event.type, event.event_id, event.correlation_id,
-                         event.version, event.producer)  # fmt: skip
+        body = event.model_dump_json().encode()
+        await self._send(
+            body, event.type, event.event_id, event.correlation_id, event.version, event.producer
+        )
 
     async def publish_stored(self, body: str) -> None:
         envelope = json.loads(body)
@@ -143,14 +145,16 @@ class RabbitBus(Bus):
         if kind not in EVENT_TYPES:  # not one of ours: decoding it says what is wrong
             await super().publish_stored(body)
             return
-        await self._send(body.encode(), kind, envelope["event_id"], envelope["correlation_id"],
-                         envelope.get("version", 1), envelope.get("producer", "unknown"))  # fmt: skip
+        version, producer = envelope.get("version", 1), envelope.get("producer", "unknown")
+        await self._send(
+            body.encode(), kind, envelope["event_id"], envelope["correlation_id"], version, producer
+        )
 
     async def _send(
         self, body: bytes, kind: str, event_id: str, correlation_id: str, version: int, producer: str
     ) -> None:
         """One persistent message, returning once the broker confirms it."""
-        if self._events is None or self._channel is None:
+        if self._channel is None:
             raise ConnectionError(f"{self.service}: the bus is not started")
         properties = aiormq.spec.Basic.Properties(
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
