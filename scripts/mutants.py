@@ -69,7 +69,7 @@ MUTANTS = (
     Mutant(
         "inbox removed",
         "libs/common/cirasa/common/bus/base.py",
-        "if self.inbox is not None and await self.inbox.seen(sub.queue, event.event_id):",
+        "if inbox is not None and await inbox.seen(sub.queue, event.event_id):",
         "if False:",
         ("tests/integration/test_guarantees.py::test_a_duplicate_delivery_reaches_the_handler_once",),
     ),
@@ -129,6 +129,13 @@ MUTANTS = (
         '{"_id": ev.job_id, "seq": {"$lt": ev.seq}, "state": {"$nin": list(TERMINAL_STATES)}}',
         '{"_id": ev.job_id, "state": {"$nin": list(TERMINAL_STATES)}}',
         ("tests/integration/test_guarantees.py::test_a_stale_state_change_is_not_applied",),
+    ),
+    Mutant(
+        "a job's quota slot given back by every delivery of its end (the read model skips the inbox)",
+        "services/gateway/cirasa/gateway/read_model.py",
+        "if applied and ev.state.is_terminal:",
+        "if ev.state.is_terminal:",
+        ("tests/integration/test_idempotent_handlers.py",),
     ),
     Mutant(
         "O_EXCL marker removed (a job may start twice)",

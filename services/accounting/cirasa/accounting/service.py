@@ -76,9 +76,10 @@ class Accounting(Service):
         }
 
     def register(self) -> None:
-        self.bus.subscribe(TaskProposed, self.on_task_proposed)
+        # the jobs are upserts with $setOnInsert, their states guarded by seq: idempotent
+        self.bus.subscribe(TaskProposed, self.on_task_proposed, idempotent=True)
         self.bus.subscribe(JobSubmitted, self.on_job_submitted)
-        self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
+        self.bus.subscribe(JobStateChanged, self.on_job_state_changed, idempotent=True)
         self.bus.subscribe(FileUploaded, self.on_file_uploaded)
         self.bus.subscribe(FileDeleted, self.on_file_deleted)
 

@@ -118,8 +118,10 @@ class Gateway(Service):
         await every(self.settings.gateway.quotas.recount_interval_s, stop, self.quotas.recount)
 
     def register(self) -> None:
-        self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
-        self.bus.subscribe(OfferMade, self.on_offer_made)
+        # both idempotent: the read model and the sessions change only for a newer seq, the offer
+        # sets only from PENDING or by $setOnInsert / $addToSet, the quota only when the job ends
+        self.bus.subscribe(JobStateChanged, self.on_job_state_changed, idempotent=True)
+        self.bus.subscribe(OfferMade, self.on_offer_made, idempotent=True)
         self.bus.subscribe(OfferStateChanged, self.broker.on_offer_state_changed)
         self.bus.subscribe(JobSubmitted, self.on_job_submitted)
         self.bus.subscribe(UsageUpdated, self.on_usage_updated)

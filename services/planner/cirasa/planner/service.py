@@ -69,7 +69,8 @@ class Planner(Service):
         return INDEXES
 
     def register(self) -> None:
-        self.bus.subscribe(TaskProposed, self.on_task_proposed)
+        # a proposal is stored under its correlation id: a second delivery finds it answered
+        self.bus.subscribe(TaskProposed, self.on_task_proposed, idempotent=True)
         self.bus.subscribe(OfferDecision, self.on_offer_decision)
         self.bus.subscribe(JobStateChanged, self.on_job_state_changed)
         self.bus.subscribe(CancelRequested, self.on_cancel_requested)

@@ -40,6 +40,8 @@ class Subscription(Generic[E]):
     queue: str
     event_cls: type[E]
     handler: Handler[E]
+    # through the inbox (a read and an insert per delivery); False for a handler idempotent by itself
+    dedupe: bool = True
 
 
 class Bus(ABC):
@@ -58,8 +60,13 @@ class Bus(ABC):
     def queue_name(self, event_cls: type[Event]) -> str:
         return f"{self.exchange}.{self.service}.{event_cls.routing_key}"
 
-    def subscribe(self, event_cls: type[E], handler: Handler[E]) -> None:
-        self.subscriptions.append(Subscription(self.queue_name(event_cls), event_cls, handler))
+    def subscribe(self, event_cls: type[E], handler: Handler[E], *, idempotent: bool = False) -> None:
+        """Feed ``event_cls`` to ``handler``. A duplicate (a lost ack, a republish) is stopped by the
+        inbox, unless the handler is ``idempotent`` by itself: its writes are conditional (a ``seq``
+        guard, a state it moves from, ``$setOnInsert``, a unique key), so a second delivery changes
+        nothing and the inbox's two store calls per delivery would buy nothing."""
+        queue = self.queue_name(event_cls)
+        self.subscriptions.append(Subscription(queue, event_cls, handler, dedupe=not idempotent))
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -93,18 +100,19 @@ class Bus(ABC):
         dead-letter publish — ends in RETRY or DEAD_LETTERED, the same on every bus.
         """
         name = sub.event_cls.__name__
+        inbox = self.inbox if sub.dedupe else None
         try:
             event = sub.event_cls.model_validate_json(body)
         except ValidationError as exc:
             return await self._poison(sub, body, routing_key, f"malformed {name}: {_short(exc)}", name)
         started = time.perf_counter()
         try:
-            if self.inbox is not None and await self.inbox.seen(sub.queue, event.event_id):
+            if inbox is not None and await inbox.seen(sub.queue, event.event_id):
                 EVENTS_CONSUMED.labels(self.service, name, Outcome.DUPLICATE).inc()
                 return Outcome.DUPLICATE
             await sub.handler(event)
-            if self.inbox is not None:
-                await self.inbox.mark(sub.queue, event.event_id)
+            if inbox is not None:
+                await inbox.mark(sub.queue, event.event_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

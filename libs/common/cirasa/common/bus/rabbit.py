@@ -74,8 +74,8 @@ class RabbitBus(Bus):
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._acks = Acks()
 
-    def subscribe(self, event_cls: type[Any], handler: Any) -> None:
-        super().subscribe(event_cls, handler)
+    def subscribe(self, event_cls: type[Any], handler: Any, *, idempotent: bool = False) -> None:
+        super().subscribe(event_cls, handler, idempotent=idempotent)
         self.register_as(self.service, self.subscriptions[-1])
 
     def register_as(self, service: str, sub: Subscription[Any]) -> None:
