@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -73,6 +74,7 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
     for service in services:
         await service.start()
     app = http_app(services)
+    freeze_startup_heap()
     server = uvicorn.Server(http_config(app, settings))  # it handles SIGINT/SIGTERM in the main thread
     app.state.draining = lambda: server.should_exit  # long-lived responses end when it turns True
     try:
@@ -80,6 +82,20 @@ async def serve(services: Sequence[Service], settings: Settings) -> None:
     finally:
         for service in reversed(services):
             await service.stop()
+
+
+GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)
+
+
+def freeze_startup_heap() -> None:
+    """Keep what starting made (modules, models, the app: most of a service's objects, alive for the
+    life of the process) out of the garbage collector's sight, and collect the young generation less
+    often. A full collection then scans only what the service made since: over the whole heap it
+    paused a service 100 to 150 ms under load, which was the submit path's p99; and at the default
+    threshold (700 allocations) collections took 3 to 6% of a busy service's CPU."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
 @contextlib.asynccontextmanager
