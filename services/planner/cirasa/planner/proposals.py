@@ -50,7 +50,14 @@ class Proposals:
         return None
 
     @staticmethod
-    def _new(ev: TaskProposed, state: ProposalState, version: int = 0, **fields: Any) -> Proposal:
+    def _new(
+        ev: TaskProposed,
+        state: ProposalState,
+        version: int = 0,
+        reasons: list[str] | None = None,
+        outbox: list[dict[str, Any]] | None = None,
+    ) -> Proposal:
+        said = {} if reasons is None else {"reasons": reasons}  # stored only once it is NO
         return Proposal(
             id=ev.correlation_id,
             state=state,
@@ -60,8 +67,8 @@ class Proposals:
             created_at=utcnow(),
             causation_id=ev.event_id,
             offers=[],
-            outbox=fields.pop("outbox", []),
-            **fields,
+            outbox=outbox or [],
+            **said,
         )
 
     async def by_offer(self, offer_id: str) -> Proposal | None:
