@@ -1,5 +1,8 @@
-"""Handlers subscribed ``idempotent`` skip the inbox: a duplicate of their events must change nothing
-by the handlers' own guards (a newer ``seq``, a state they move from, ``$setOnInsert``, a unique key)."""
+"""Store calls the hot handlers no longer make, and why that is safe.
+
+Handlers subscribed ``idempotent`` skip the inbox: a duplicate of their events must change nothing by
+the handlers' own guards (a newer ``seq``, a state they move from, ``$setOnInsert``, a unique key).
+The gateway skips the ExecutionBroker's sessions for the caesar jobs it accepted itself."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from typing import Any
 
 from cirasa.common.bus import MemoryBroker
 from cirasa.common.events import JobStateChanged, OfferMade, TaskProposed
+from cirasa.gateway.service import Gateway
 from tests.conftest import Stack
+from tests.integration.test_outbox import Counted
 
 
 async def settled(broker: MemoryBroker) -> None:
@@ -56,3 +61,28 @@ async def test_duplicates_of_a_refused_jobs_events_change_nothing(
     assert await stored(memory_stack, job_id, user) == before
     assert [e for e in broker.published[published:] if e.correlation_id == job_id] == []
     assert (await memory_stack.status(job_id))["state"] == "ABORTED"
+
+
+async def test_a_caesar_jobs_events_make_no_call_on_the_broker_sessions(
+    memory_stack: Stack, fits_image: Path
+) -> None:
+    """The gateway that accepted a caesar job knows no ExecutionBroker proposal has its id."""
+    gateway = memory_stack.services["gateway"]
+    assert isinstance(gateway, Gateway)
+    offersets, sessions = Counted(gateway.broker.offersets.raw), Counted(gateway.broker.sessions.raw)
+    gateway.broker.offersets.raw, gateway.broker.sessions.raw = offersets, sessions  # type: ignore[assignment]
+    file_id = await memory_stack.upload(fits_image)
+    refused = await memory_stack.submit("cutex", file_id, {"seedthr": 5})
+    ran = await memory_stack.submit("sleep", file_id, {"seconds": 0.1})
+    await memory_stack.wait_state(refused, {"ABORTED"})
+    await memory_stack.wait_state(ran, {"SUCCESS"})
+    assert (offersets.calls, sessions.calls) == ([], [])
+    gateway._caesar_jobs.clear()  # as another replica's job would be: looked up, and nothing found
+    assert memory_stack.memory is not None
+    (ended,) = [
+        e
+        for e in memory_stack.memory.published
+        if isinstance(e, JobStateChanged) and e.job_id == ran and e.state.is_terminal
+    ]
+    await gateway.on_job_state_changed(ended)
+    assert sessions.calls == ["update_many"]

@@ -61,6 +61,9 @@ HIDDEN = {
 }  # fmt: skip
 
 
+CAESAR_JOBS_REMEMBERED = 100_000  # about 10 MB of ids; older ones are looked up as any other
+
+
 @dataclass(frozen=True)
 class NewJob:
     app: App
@@ -96,6 +99,9 @@ class Gateway(Service):
         )
         self.read_model = JobsReadModel(self.jobs, self.quotas)
         self.admission = Admission(gateway.admission_limit, gateway.admission_wait_s)
+        # caesar jobs this process accepted, newest last: their ids are never an ExecutionBroker
+        # proposal's, so their events need no look at the broker's sessions (two store calls a job)
+        self._caesar_jobs: dict[str, None] = {}
 
     def indexes(self) -> dict[str, Sequence[IndexModel]]:
         return {
@@ -135,21 +141,35 @@ class Gateway(Service):
             await self.reproposal.heard(ev.job_id, ev.status)
             return
         await self.read_model.on_job_state_changed(ev)
-        await self.broker.on_job_state_changed(ev)
+        if self._may_be_brokered(ev.job_id):
+            await self.broker.on_job_state_changed(ev)
 
     async def on_job_submitted(self, ev: JobSubmitted) -> None:
         self.admission.answered(ev.correlation_id)
-        await self.broker.on_job_submitted(ev)
+        if self._may_be_brokered(ev.correlation_id):
+            await self.broker.on_job_submitted(ev)
         await self.read_model.on_job_submitted(ev)
 
     async def on_job_staging(self, ev: JobStaging) -> None:
-        await self.broker.on_job_staging(ev)
+        if self._may_be_brokered(ev.job_id):
+            await self.broker.on_job_staging(ev)
         await self.read_model.on_job_staging(ev)
 
     async def on_offer_made(self, ev: OfferMade) -> None:
         self.admission.answered(ev.correlation_id)
-        await self.broker.on_offer_made(ev)
+        if self._may_be_brokered(ev.correlation_id):
+            await self.broker.on_offer_made(ev)
         await self.read_model.on_offer_made(ev)
+
+    def _may_be_brokered(self, proposal_id: str) -> bool:
+        """False for a caesar job this process accepted; True (look) for anything else, such as a job
+        another gateway replica accepted."""
+        return proposal_id not in self._caesar_jobs
+
+    def _accepted_caesar_job(self, job_id: str) -> None:
+        self._caesar_jobs[job_id] = None
+        if len(self._caesar_jobs) > CAESAR_JOBS_REMEMBERED:
+            del self._caesar_jobs[next(iter(self._caesar_jobs))]
 
     async def on_usage_updated(self, ev: UsageUpdated) -> None:
         await self.usage.raw.update_one(
@@ -297,6 +317,7 @@ class Gateway(Service):
             self.admission.withdraw(job_id)
             await self.quotas.give_back(user, jobs=1)
             raise
+        self._accepted_caesar_job(job_id)
         await self.relay.flush(self.jobs.raw, job_id, queued.entries)  # if the broker is away: the sweep
         return job
 
