@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,12 +21,11 @@ def server_flag(server: str) -> str:
     return "" if server.rstrip("/") == DEFAULT_SERVER else f" --server {server}"
 
 
-def stopped_message(job_id: str, server: str) -> str:
-    flag = server_flag(server)
-    return (
-        f"stopped waiting; job {job_id} continues on the server — `cirasa status {job_id}{flag}` "
-        f"to follow, `cirasa cancel {job_id}{flag}` to cancel it"
-    )
+def stop_waiting(goes_on: str, then: str) -> NoReturn:
+    """Ctrl-C while waiting: one line saying what ``goes_on`` on the server and what to run ``then``;
+    exit 130 (what was interrupted is our waiting, not the work)."""
+    notice(f"stopped waiting; {goes_on} on the server — {then}")
+    raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def progress(console: Console) -> Callable[[Status], None]:
@@ -48,5 +47,8 @@ def follow(
     try:
         return client.wait(job_id, show, interval_s=interval_s)
     except KeyboardInterrupt:
-        notice(stopped_message(job_id, client.server))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        flag = server_flag(client.server)
+        stop_waiting(
+            f"job {job_id} continues",
+            f"`cirasa status {job_id}{flag}` to follow, `cirasa cancel {job_id}{flag}` to cancel it",
+        )

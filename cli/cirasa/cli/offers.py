@@ -10,8 +10,8 @@ import typer
 
 from cirasa.cli.app_commands import check_app
 from cirasa.cli.client import CaesarClient
-from cirasa.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, notice, report
-from cirasa.cli.follow import server_flag
+from cirasa.cli.errors import EXIT_FAILED, CliError, notice, report
+from cirasa.cli.follow import server_flag, stop_waiting
 from cirasa.cli.params import (
     DEFAULT_SERVER,
     AppName,
@@ -64,11 +64,8 @@ def follow_session(client: CaesarClient, session_id: str, interval_s: float = 0.
             if phase not in SESSION_ENDS:
                 time.sleep(interval_s)
     except KeyboardInterrupt:
-        notice(
-            f"stopped waiting; session {session_id} continues on the server — "
-            f"`cirasa jobs{server_flag(client.server)}` shows its job"
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        flag = server_flag(client.server)
+        stop_waiting(f"session {session_id} continues", f"`cirasa jobs{flag}` shows its job")
     return phase
 
 

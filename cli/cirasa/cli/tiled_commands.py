@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from cirasa.cli.client import CaesarClient
-from cirasa.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, notice
-from cirasa.cli.follow import server_flag
+from cirasa.cli.errors import EXIT_FAILED, notice
+from cirasa.cli.follow import server_flag, stop_waiting
 from cirasa.cli.params import DEFAULT_SERVER, AppName, AppOptions, Server, parse_options
 from cirasa.cli.submission import FileOption, ImageArg, input_file
 
@@ -79,8 +79,4 @@ def follow_tiles(client: CaesarClient, request_id: str, interval_s: float = 0.5)
                 return state
             time.sleep(interval_s)
     except KeyboardInterrupt:
-        notice(
-            f"stopped waiting; the tiles' jobs continue on the server — "
-            f"`cirasa jobs{server_flag(client.server)}` lists them"
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        stop_waiting("the tiles' jobs continue", f"`cirasa jobs{server_flag(client.server)}` lists them")
