@@ -31,10 +31,10 @@ import numpy as np
 from cirasa.finders.catalog import Catalog, read_catalog_json
 from cirasa.finders.consensus import DEFAULT_SOLO_SNR, build_consensus
 from cirasa.finders.registry import OptionError
-from cirasa.finders.runners.naming import add_image_name_argument
 from cirasa.finders.runners.support import (
     JOB_CORES_ENV,
     InputError,
+    add_io_arguments,
     job_cores,
     load_image,
     named_image,
@@ -182,15 +182,12 @@ def _votes(text: str) -> int | None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description="Run several finders and vote on their sources.")
-    parser.add_argument("--image", type=Path, required=True, help="input FITS image")
-    parser.add_argument("--out-dir", type=Path, required=True, help="directory for the products")
+    add_io_arguments(parser)
     parser.add_argument("--finders", type=_finders, default=parse_finders(DEFAULT_FINDERS), help="a,b,...")
     parser.add_argument("--min-votes", type=_votes, default=None, help="finders needed (0: a majority)")
     parser.add_argument("--solo-snr", type=positive_float, default=DEFAULT_SOLO_SNR, help="bright solo SNR")
     parser.add_argument("--seedthr", type=positive_float, default=DEFAULT_SEEDTHR, help="finders' threshold")
     parser.add_argument("--parallel", type=positive_int, default=None, help="finders at once (job cores)")
-    parser.add_argument("--no-preview", action="store_true", help="do not draw the preview PNG")
-    add_image_name_argument(parser)
     return parser.parse_args(argv)
 
 

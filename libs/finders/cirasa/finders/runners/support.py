@@ -32,6 +32,7 @@ __all__ = [
     "Image",
     "InputError",
     "add_common_arguments",
+    "add_io_arguments",
     "beam_from",
     "finite_float",
     "header_float",
@@ -180,15 +181,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """--image, --out-dir, the beam options (0 means: from the header), --no-preview and --image-name."""
+def add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    """--image, --out-dir, --no-preview and --image-name: what every runner takes."""
     parser.add_argument("--image", type=Path, required=True, help="input FITS image")
     parser.add_argument("--out-dir", type=Path, required=True, help="directory for the products")
+    parser.add_argument("--no-preview", action="store_true", help="do not draw the preview PNG")
+    add_image_name_argument(parser)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The I/O arguments, and the beam options (0 means: from the header)."""
+    add_io_arguments(parser)
     parser.add_argument("--beam-maj", type=non_negative_float, default=None, help="beam FWHM major, arcsec")
     parser.add_argument("--beam-min", type=non_negative_float, default=None, help="beam FWHM minor, arcsec")
     parser.add_argument("--beam-pa", type=finite_float, default=None, help="beam position angle, deg")
-    parser.add_argument("--no-preview", action="store_true", help="do not draw the preview PNG")
-    add_image_name_argument(parser)
 
 
 def write_standard_products(
