@@ -67,21 +67,28 @@ def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     )
 
 
-async def serve(services: Sequence[Service], settings: Settings) -> None:
-    """Start the services, serve HTTP until SIGINT/SIGTERM, then stop them in reverse order."""
+@contextlib.asynccontextmanager
+async def started(services: Sequence[Service], settings: Settings) -> AsyncIterator[FastAPI]:
+    """The services started (their data folders made), and their HTTP app; stopped in reverse order on
+    the way out."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     for service in services:
         await service.start()
-    app = http_app(services)
-    freeze_startup_heap()
-    server = uvicorn.Server(http_config(app, settings))  # it handles SIGINT/SIGTERM in the main thread
-    app.state.draining = lambda: server.should_exit  # long-lived responses end when it turns True
     try:
-        await server.serve()
+        yield http_app(services)
     finally:
         for service in reversed(services):
             await service.stop()
+
+
+async def serve(services: Sequence[Service], settings: Settings) -> None:
+    """Start the services, serve HTTP until SIGINT/SIGTERM, then stop them in reverse order."""
+    async with started(services, settings) as app:
+        freeze_startup_heap()
+        server = uvicorn.Server(http_config(app, settings))  # it handles SIGINT/SIGTERM in the main thread
+        app.state.draining = lambda: server.should_exit  # long-lived responses end when it turns True
+        await server.serve()
 
 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)
@@ -102,19 +109,12 @@ def freeze_startup_heap() -> None:
 async def in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The five services started in this process on one in-memory bus, and a client of their HTTP
     app (no socket), for benches and scripts; stopped on the way out."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-    broker = MemoryBroker(record=False)
+    broker = MemoryBroker(record=False)  # one bus for the five
     services = [build_service(name, settings, broker) for name in SERVICES]
-    for service in services:
-        await service.start()
-    try:
-        transport = httpx.ASGITransport(app=http_app(services))
+    async with started(services, settings) as app:
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60) as client:
             yield client
-    finally:
-        for service in reversed(services):
-            await service.stop()
 
 
 def run(names: Sequence[str], settings: Settings, memory: bool) -> None:
